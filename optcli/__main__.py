@@ -1,0 +1,3 @@
+from optcli.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""ONNX Runtime on CPU for any ONNX artifact of the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from optcli.backends.base import ArtifactName, Engine, EngineConfig
+from optcli.errors import StageError
+
+GraphOptimization = Literal["disabled", "basic", "extended", "all"]
+
+
+class OnnxRuntimeConfig(EngineConfig):
+    engine: Literal["onnxruntime"] = "onnxruntime"
+    artifact: ArtifactName = Field(
+        "final",
+        description="Which ONNX file to run: exported, optimized (after passes), quantized, or final "
+        "(the last one the pipeline produced).",
+    )
+    provider: Literal["cpu"] = Field("cpu", description="Execution provider.")
+    threads: int | None = Field(None, ge=1, description="Intra-op threads. Default: ORT's (physical cores).")
+    graph_optimization: GraphOptimization = Field("all", description="ORT session graph optimization level.")
+
+
+def create_session(path: Path, *, threads: int | None = None, level: str = "all"):
+    import onnxruntime as ort
+
+    from optcli.passes.ort_optimizer import ort_level
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort_level(level)
+    options.log_severity_level = 3  # errors only: ORT's warnings are noise for users here
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntimeEngine(Engine):
+    config: OnnxRuntimeConfig
+
+    def _artifact(self) -> tuple[str, Path]:
+        name = self.config.artifact
+        if name == "final":
+            name = list(self.context.artifacts)[-1]
+        if name not in self.context.artifacts:
+            raise StageError(
+                f"build: engine '{self.label}' asks for artifact '{name}', which this recipe does not "
+                f"produce (it produces: {', '.join(self.context.artifacts)})"
+            )
+        return name, self.context.artifacts[name]
+
+    def default_label(self) -> str:
+        return f"onnxruntime-{self.precision}"
+
+    @property
+    def precision(self) -> str:
+        return self.context.precisions[self._artifact()[0]]
+
+    def _load_impl(self) -> None:
+        _, path = self._artifact()
+        self._session = create_session(
+            path, threads=self.config.threads, level=self.config.graph_optimization
+        )
+        self._input_names = [i.name for i in self._session.get_inputs()]
+
+    def _run_impl(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(None, {name: feeds[name] for name in self._input_names})
+
+    def _close_impl(self) -> None:
+        del self._session
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        name, path = self._artifact()
+        return {
+            **super().describe(),
+            "runtime": f"onnxruntime {ort.__version__}",
+            "provider": "CPUExecutionProvider",
+            "artifact": name,
+            "path": str(path),
+            "threads": self.config.threads,
+        }

@@ -1,0 +1,185 @@
+"""The `optcli` command: thin wrappers that build a recipe, call the library, and map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optcli.console import console
+
+app = typer.Typer(
+    name="optcli",
+    help="Optimize a PyTorch model from one recipe: export to ONNX, graph passes, INT8/FP8 "
+    "quantization, engines, then accuracy gates and latency vs the PyTorch baseline.\n\n"
+    "Exit codes: 0 all gates passed, 1 a gate failed (report written), 2 bad input, "
+    "3 missing backend/device, 130 interrupted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+recipe_app = typer.Typer(help="Check, document and start recipes.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+RecipePath = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a recipe field: dotted.path=value (YAML value), repeatable. "
+        "E.g. --set quantization.precision=fp8 --set build.0.threads=4",
+    ),
+]
+
+
+@app.command()
+def run(
+    recipe: RecipePath,
+    overrides: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder. Default: report.output_dir or runs/<name>."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the verdict line.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the resolved recipe and the stage plan, run nothing."),
+    ] = False,
+) -> None:
+    """Run a recipe end to end and write report.json / report.md to the run folder.
+
+    Example: optcli run recipes/example.yaml --set quantization.precision=fp8 --out runs/try1
+    """
+    from optcli.console import RichUI
+    from optcli.pipeline import run_recipe
+    from optcli.recipe import load_recipe
+    from optcli.report.terminal import render_terminal
+
+    loaded = load_recipe(recipe, overrides)
+    out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name)
+    if dry_run:
+        typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
+        console.print(f"plan: {', '.join(_plan(loaded))} -> {out_dir}")
+        return
+    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet))
+    data = report.to_dict()
+    if not quiet:
+        render_terminal(data, console)
+    failed = report.failed_gates
+    verdict = "[green]PASS[/]" if not failed else f"[red]FAIL[/] ({len(failed)} gate(s) failed)"
+    console.print(f"{verdict}  report: {out_dir / 'report.json'}")
+    raise typer.Exit(0 if not failed else 1)
+
+
+def _plan(recipe) -> list[str]:
+    steps = ["load", f"export ({recipe.export.exporter})"] + [f"pass {p.name}" for p in recipe.passes]
+    if recipe.quantization and recipe.quantization.precision != "fp32":
+        steps.append(f"quantize {recipe.quantization.precision} ({recipe.quantization.quantizer})")
+    steps.append("build " + ", ".join(e.name or e.engine for e in recipe.build))
+    if recipe.validate_.enabled:
+        steps.append("validate")
+    if recipe.benchmark.enabled:
+        steps.append(f"benchmark batch {recipe.benchmark.batch_sizes}")
+    return steps
+
+
+@recipe_app.command("validate")
+def recipe_validate(recipe: RecipePath, overrides: SetOption = None) -> None:
+    """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field."""
+    from optcli.errors import RecipeError
+    from optcli.recipe import all_errors, load_recipe
+
+    if overrides:
+        load_recipe(recipe, overrides)
+    elif recipe.is_file():
+        problems = all_errors(recipe.read_text(encoding="utf-8"), source=recipe)
+        if problems:
+            for problem in problems:
+                console.print(f"[red]error:[/] {problem}")
+            raise typer.Exit(2)
+    else:
+        raise RecipeError("recipe file does not exist", file=str(recipe))
+    console.print(f"[green]ok[/] {recipe}")
+
+
+@recipe_app.command("schema")
+def recipe_schema_cmd() -> None:
+    """Print the recipe JSON Schema (for editors: `# yaml-language-server: $schema=recipe.schema.json`)."""
+    from optcli.recipe import recipe_schema
+
+    typer.echo(json.dumps(recipe_schema(), indent=2))
+
+
+@recipe_app.command("init")
+def recipe_init(
+    model: Annotated[
+        str,
+        typer.Option(help="Model factory 'pkg.module:fn' or 'file.py:fn', or a .pt2/TorchScript file."),
+    ],
+    inputs: Annotated[
+        list[str],
+        typer.Option(
+            "--input",
+            "-i",
+            help="Input 'name:dim,dim,...[:dtype]', e.g. 'x:batch,3,224,224'. Repeatable.",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the recipe.")] = Path(
+        "recipe.yaml"
+    ),
+    name: Annotated[str | None, typer.Option(help="Recipe name. Default: from the model.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter recipe (INT8 with ONNX Runtime, synthetic data) to edit and commit."""
+    from optcli.recipe.starter import write_starter
+
+    path = write_starter(model, inputs, output, name=name, force=force)
+    console.print(f"[green]wrote[/] {path}; check it with: optcli recipe validate {path}")
+
+
+@app.command()
+def version() -> None:
+    """Print optcli's version and the versions of the packages it uses."""
+    from optcli.environment import package_versions
+
+    for package, ver in package_versions().items():
+        typer.echo(f"{package} {ver}")
+
+
+def main() -> None:
+    """Entry point: the single error boundary mapping exceptions to exit codes."""
+    from optcli.errors import OptcliError
+
+    debug = "--debug" in sys.argv or os.environ.get("OPTCLI_DEBUG") == "1"
+    argv = [a for a in sys.argv[1:] if a != "--debug"]
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except OptcliError as exc:
+        if debug:
+            console.print_exception()
+        console.print(f"[red]error:[/] {exc.message}")
+        if exc.hint:
+            console.print(f"[dim]hint:[/] {exc.hint}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: no partial artifact was left in place")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, EOFError):
+        sys.exit(130)
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error from Typer's Click
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            console.print_exception()
+        console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}")
+        console.print("[dim]hint:[/] rerun with --debug for the traceback; please report it")
+        sys.exit(4)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,88 @@
+"""The recipe's `quantization:` section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from optcli.calibration import DataSource
+from optcli.calibration.synthetic import SyntheticSource
+from optcli.strict import StrictModel
+
+Precision = Literal["fp32", "fp16", "int8", "fp8"]
+CalibrationMethod = Literal["auto", "minmax", "entropy", "percentile", "distribution"]
+
+
+class CalibrationSettings(StrictModel):
+    """Data and method used to choose quantization ranges."""
+
+    data: DataSource = Field(
+        default_factory=SyntheticSource,
+        description="Where calibration batches come from: {type: files | callable | synthetic}. "
+        "Synthetic data proves the plumbing only; the report marks it.",
+    )
+    samples: int = Field(128, ge=1, description="How many samples to calibrate on (streamed).")
+    batch_size: int = Field(16, ge=1, description="Samples per calibration batch.")
+    method: CalibrationMethod = Field(
+        "auto",
+        description="Range estimation: minmax, entropy (KL), percentile, or distribution (FP8). "
+        "auto = minmax for int8, distribution for fp8.",
+    )
+    percentile: float = Field(99.999, gt=90, le=100, description="Percentile for method: percentile.")
+
+
+class ExcludeSettings(StrictModel):
+    """Nodes kept in floating point."""
+
+    op_types: list[str] = Field(
+        default_factory=list, description="ONNX op types never quantized, e.g. [Softmax]."
+    )
+    nodes: list[str] = Field(
+        default_factory=list,
+        description="ONNX node names or globs ('*/attention/*') never quantized.",
+    )
+
+
+class QuantizationSettings(StrictModel):
+    """Post-training quantization (static Q/DQ) or FP16 conversion of the optimized ONNX model."""
+
+    precision: Precision = Field(
+        "int8",
+        description="fp32 (skip), fp16 (convert), int8 or fp8 (E4M3, static Q/DQ with calibration).",
+    )
+    quantizer: Literal["onnxruntime"] = Field("onnxruntime", description="Which library inserts Q/DQ nodes.")
+    per_channel: bool = Field(True, description="Per-output-channel weight scales (better accuracy).")
+    symmetric_activations: bool = Field(
+        False,
+        description="Signed, zero-centred activation ranges. TensorRT needs it; ORT on x86 CPUs is "
+        "fastest with unsigned (asymmetric) activations, the default.",
+    )
+    op_types: list[str] | None = Field(
+        None,
+        description="Only quantize these op types (e.g. [Conv, MatMul, Gemm]). Default: all supported.",
+    )
+    exclude: ExcludeSettings = Field(default_factory=ExcludeSettings)
+    preprocess: bool = Field(
+        True, description="Run ORT's quantization pre-processing (shape inference, fusions)."
+    )
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+
+    @model_validator(mode="after")
+    def _method_fits_precision(self) -> QuantizationSettings:
+        method = self.calibration.method
+        if self.precision == "fp8" and method not in ("auto", "distribution"):
+            raise ValueError(
+                f"calibration.method '{method}' is not available for fp8 with the onnxruntime "
+                "quantizer (it only implements 'distribution'); use method: auto"
+            )
+        if self.precision == "int8" and method == "distribution":
+            raise ValueError(
+                "calibration.method 'distribution' is for fp8; use minmax, entropy or percentile"
+            )
+        return self
+
+    def resolved_method(self) -> str:
+        if self.calibration.method != "auto":
+            return self.calibration.method
+        return "distribution" if self.precision == "fp8" else "minmax"

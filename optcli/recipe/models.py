@@ -1,0 +1,213 @@
+"""The recipe: one pydantic model per section. Field descriptions are the docs (JSON Schema, --help)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from optcli.backends import EngineEntry
+from optcli.backends.onnxruntime import OnnxRuntimeConfig
+from optcli.calibration import DataSource
+from optcli.calibration.synthetic import SyntheticSource
+from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
+from optcli.passes import PassConfig
+from optcli.quantization import QuantizationSettings
+from optcli.specs import DimRange, InputSpec
+from optcli.strict import StrictModel
+
+SCHEMA_VERSION = 1
+
+
+class ModelSection(StrictModel):
+    """The PyTorch model and the inputs its forward() takes."""
+
+    source: str = Field(
+        description="'pkg.module:factory', 'path/to/file.py:factory' (returns an nn.Module), a "
+        "TorchScript file (.pt/.ts) or a torch.export file (.pt2). Paths are relative to the recipe."
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    checkpoint: str | None = Field(
+        None,
+        description="state_dict file loaded with torch.load(weights_only=True) after construction.",
+    )
+    inputs: list[InputSpec] = Field(min_length=1, description="forward() inputs, in order.")
+    dims: dict[str, DimRange] = Field(
+        default_factory=dict,
+        description="Ranges of the named dynamic dims used in inputs. The batch dim defaults to "
+        "{min: 1, opt: 1, max: 64}; every other named dim must be listed.",
+    )
+    batch_dim: str = Field("batch", description="Name of the dim that data batches and batch_sizes vary.")
+    outputs: list[str] | None = Field(
+        None,
+        description="Names for the flattened outputs (tuple/dict outputs). Default: output_0, output_1, ...",
+    )
+
+    @model_validator(mode="after")
+    def _dims_declared(self) -> ModelSection:
+        names = [d for spec in self.inputs for d in spec.dynamic_dims]
+        if self.batch_dim in names and self.batch_dim not in self.dims:
+            self.dims = {self.batch_dim: DimRange(), **self.dims}
+        missing = sorted({d for d in names if d not in self.dims})
+        if missing:
+            raise ValueError(f"dynamic dim(s) {missing} used in inputs need a range in model.dims")
+        input_names = [spec.name for spec in self.inputs]
+        if len(set(input_names)) != len(input_names):
+            raise ValueError(f"input names must be unique, got {input_names}")
+        for spec in self.inputs:
+            if spec.shape[0] != self.batch_dim:
+                raise ValueError(
+                    f"input '{spec.name}': the first dim must be the batch dim '{self.batch_dim}' "
+                    f"(data is fed in batches), got {spec.shape}"
+                )
+        return self
+
+
+class ExportSection(StrictModel):
+    """PyTorch -> ONNX."""
+
+    exporter: Literal["dynamo", "torchscript"] = Field(
+        "dynamo",
+        description="torch.onnx.export(dynamo=True), or the legacy TorchScript exporter as a fallback.",
+    )
+    opset: int = Field(18, ge=13, le=23, description="ONNX opset version.")
+    external_data: bool | None = Field(
+        None,
+        description="Store weights in a .data file beside the .onnx. Default: only above ~1.8 GB.",
+    )
+    verify: bool = Field(
+        True, description="Compare ONNX Runtime and PyTorch outputs on one batch after export."
+    )
+    min_cosine: float = Field(0.9999, description="Export verification: lowest cosine similarity per output.")
+
+
+class ValidateSection(StrictModel):
+    """Accuracy of each engine against the PyTorch baseline on data not used for calibration."""
+
+    enabled: bool = Field(True, description="Run validation.")
+    data: DataSource = Field(
+        default_factory=lambda: SyntheticSource(seed=1_000_003),
+        description="Validation batches; must differ from the calibration data.",
+    )
+    samples: int = Field(256, ge=1, description="How many samples to validate on.")
+    batch_size: int = Field(32, ge=1, description="Samples per validation batch.")
+    labels: str = Field("labels", description="Key of integer class labels in data batches (task accuracy).")
+    class_output: int | None = Field(
+        0,
+        description="Index of the output holding class scores [N, classes] for top-1 metrics; null: none.",
+    )
+    gates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metric -> threshold applied to every engine, e.g. {cosine: '>= 0.999', "
+        "accuracy_drop: '<= 0.01'}. Metrics: " + ", ".join(VALIDATION_METRICS),
+    )
+
+    _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, VALIDATION_METRICS))
+
+
+class BenchmarkSection(StrictModel):
+    """Latency of the baseline and every engine, per batch size."""
+
+    enabled: bool = Field(True, description="Run the benchmark.")
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1], min_length=1, description="Batch sizes to time."
+    )
+    warmup: int = Field(10, ge=0, description="Untimed runs before measuring.")
+    iterations: int = Field(100, ge=1, description="Timed runs per engine and batch size (upper bound).")
+    time_budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="Stop timing an engine/batch size after this many seconds (min 5 runs).",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads for every engine (fair comparison). Default: each runtime's.",
+    )
+    gates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metric -> threshold for every engine and batch size, e.g. {speedup: '>= 2'}. "
+        "Metrics: " + ", ".join(BENCHMARK_METRICS),
+    )
+
+    _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, BENCHMARK_METRICS))
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        if any(s < 1 for s in sizes):
+            raise ValueError(f"batch sizes must be >= 1, got {sizes}")
+        return sizes
+
+
+class ReportSection(StrictModel):
+    """Where and how results are written."""
+
+    output_dir: str | None = Field(
+        None,
+        description="Run folder (relative to the current directory). Default: runs/<name>. --out overrides.",
+    )
+    formats: list[Literal["json", "md"]] = Field(
+        default_factory=lambda: ["json", "md"],
+        description="Files to write besides the terminal tables.",
+    )
+
+
+class Recipe(StrictModel):
+    """An optcli recipe: how to turn one PyTorch model into validated, benchmarked artifacts."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe format version.")
+    name: str = Field(
+        description="Short name; default run folder is runs/<name>.", pattern=r"^[A-Za-z0-9_.-]+$"
+    )
+    description: str = Field("", description="Free text shown in reports.")
+    model: ModelSection
+    export: ExportSection = Field(default_factory=ExportSection)
+    passes: list[PassConfig] = Field(
+        default_factory=list,
+        description="ONNX graph passes in order; each a name or {name: ..., options}. Names: "
+        "shape_inference, onnxscript_optimize, ort_optimize, fp16.",
+    )
+    quantization: QuantizationSettings | None = Field(None, description="Omit to skip quantization.")
+    build: list[EngineEntry] = Field(
+        default_factory=lambda: [OnnxRuntimeConfig()],
+        description="Engines to build and compare with the PyTorch eager FP32 baseline.",
+    )
+    validate_: ValidateSection = Field(default_factory=ValidateSection, alias="validate")
+    benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source_file: Path | None = PrivateAttr(default=None)
+
+    model_config = ConfigDict(**StrictModel.model_config, populate_by_name=True)
+
+    @field_validator("passes", mode="before")
+    @classmethod
+    def _names_as_entries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_engine_names(self) -> Recipe:
+        labels = [entry.name for entry in self.build if entry.name]
+        duplicates = sorted({n for n in labels if labels.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"build: engine names must be unique, repeated: {duplicates}")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the recipe start from (the recipe file's folder)."""
+        return self._base_dir
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._source_file
+
+    def bind_location(self, source_file: Path | None) -> Recipe:
+        self._source_file = source_file
+        self._base_dir = source_file.parent.resolve() if source_file else Path.cwd()
+        return self

@@ -1,0 +1,1 @@
+"""Report data and its renderers (terminal, JSON, Markdown)."""

@@ -1,0 +1,50 @@
+"""report.md: a compact summary for a pull-request comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optcli.report.tables import (
+    BENCHMARK_HEADER,
+    GATES_HEADER,
+    VALIDATION_HEADER,
+    benchmark_rows,
+    gate_rows,
+    validation_rows,
+)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    recipe = report["recipe"]
+    env = report.get("environment") or {}
+    verdict = report["verdict"]
+    icon = {"pass": "PASS", "fail": "FAIL"}.get(verdict, "ERROR")
+    parts = [
+        f"## optcli: `{recipe['name']}` - {icon}",
+        "",
+        f"Machine: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs)"
+        + (f", GPU {env['gpu']['name']}" if env.get("gpu") else "")
+        + f"; recipe sha256 `{recipe.get('sha256')}`",
+    ]
+    if report.get("validation"):
+        v = report["validation"]
+        data = "synthetic" if v.get("synthetic") else v["data"].get("type")
+        parts += [
+            "",
+            f"### Accuracy ({v['samples']} held-out samples, {data} data)",
+            "",
+            _table(VALIDATION_HEADER, validation_rows(report)),
+        ]
+    if report.get("benchmark"):
+        parts += ["", "### Latency", "", _table(BENCHMARK_HEADER, benchmark_rows(report))]
+    if report.get("gates"):
+        parts += ["", "### Gates", "", _table(GATES_HEADER, gate_rows(report))]
+    if report.get("warnings"):
+        parts += ["", "### Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,123 @@
+"""Rows shared by the terminal and Markdown renderers, built from report.json data."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+VALIDATION_HEADER = [
+    "engine",
+    "precision",
+    "cosine",
+    "max abs",
+    "rel L2",
+    "SNR dB",
+    "top-1 agree",
+    "accuracy",
+]
+
+
+def validation_rows(report: dict[str, Any]) -> list[list[str]]:
+    validation = report.get("validation") or {}
+    rows = []
+    baseline = validation.get("baseline") or {}
+    if baseline:
+        rows.append(
+            [
+                baseline["engine"] + " (baseline)",
+                "fp32",
+                "1",
+                "0",
+                "0",
+                "inf",
+                "100.00%",
+                pct(baseline.get("accuracy")),
+            ]
+        )
+    for entry in validation.get("engines", []):
+        m = entry["metrics"]
+        rows.append(
+            [
+                entry["engine"],
+                entry["precision"],
+                fmt(m.get("cosine"), 6),
+                fmt(m.get("max_abs")),
+                fmt(m.get("rel_l2")),
+                fmt(m.get("snr_db"), 3),
+                pct(m.get("top1_agreement")),
+                pct(m.get("accuracy")),
+            ]
+        )
+    return rows
+
+
+BENCHMARK_HEADER = [
+    "engine",
+    "batch",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "throughput/s",
+    "speedup",
+]
+
+
+def benchmark_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in (report.get("benchmark") or {}).get("results", []):
+        lat = r["latency_ms"]
+        rows.append(
+            [
+                r["engine"],
+                str(r["batch_size"]),
+                f"{lat['p50']:.3f}",
+                f"{lat['p90']:.3f}",
+                f"{lat['p99']:.3f}",
+                f"{lat['mean']:.3f}",
+                f"{r['throughput']:.1f}",
+                f"{r['speedup']:.2f}x",
+            ]
+        )
+    return rows
+
+
+GATES_HEADER = ["gate", "engine", "detail", "value", "threshold", "result"]
+
+
+def gate_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            g["name"],
+            g["engine"],
+            g.get("detail", ""),
+            fmt(g["value"], 6),
+            g["threshold"],
+            "pass" if g["passed"] else "FAIL",
+        ]
+        for g in report.get("gates", [])
+    ]
+
+
+STAGES_HEADER = ["stage", "seconds", "artifact"]
+
+
+def stage_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[s["name"], f"{s['seconds']:.2f}", s.get("artifact") or ""] for s in report.get("stages", [])]
