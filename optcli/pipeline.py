@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from optcli import environment
 from optcli.backends import Engine, EngineContext, create_engine
 from optcli.backends.onnxruntime import create_session
@@ -131,6 +133,11 @@ def export_stage(run: Run) -> None:
         run.precisions["exported"] = "fp32"
         run.trace_inputs = example_inputs(run.resolver)
         run.trace_outputs = run_torch(run.torch_model, run.resolver, run.trace_inputs)
+        if not all(np.isfinite(output).all() for output in run.trace_outputs):
+            run.report.warnings.append(
+                "PyTorch outputs contain NaN/Inf on the synthetic trace inputs; comparisons on them "
+                "are meaningless (check integer input ranges, e.g. an all-zero attention mask)"
+            )
         record.artifact = str(run.artifacts["exported"])
         record.details = {
             "exporter": result.exporter,
@@ -157,7 +164,7 @@ def compare_with_reference(run: Run, model_path: Path) -> dict[str, float]:
     session = create_session(model_path)
     names = [i.name for i in session.get_inputs()]
     produced = session.run(None, {n: run.trace_inputs[n] for n in names})
-    worst = {"cosine": 1.0, "max_abs": 0.0, "rel_l2": 0.0}
+    worst = {"cosine": 1.0, "max_abs": 0.0, "rel_l2": 0.0, "non_finite": 0.0}
     for ref, got in zip(run.trace_outputs, produced):
         acc = OutputAccumulator()
         acc.update(ref, got)
@@ -166,6 +173,7 @@ def compare_with_reference(run: Run, model_path: Path) -> dict[str, float]:
             "cosine": min(worst["cosine"], metrics["cosine"]),
             "max_abs": max(worst["max_abs"], metrics["max_abs"]),
             "rel_l2": max(worst["rel_l2"], metrics["rel_l2"]),
+            "non_finite": worst["non_finite"] + metrics["non_finite"],
         }
     return worst
 

@@ -15,14 +15,17 @@ from optcli.strict import StrictModel
 
 class SyntheticSource(StrictModel):
     type: Literal["synthetic"] = "synthetic"
-    seed: int = Field(
-        0, description="Random seed. Validation adds 1_000_003 so it never repeats calibration."
-    )
+    seed: int = Field(0, description="Random seed. Use different seeds for calibration and validation.")
     distribution: Literal["normal", "uniform"] = Field(
         "normal", description="Float inputs: N(0,1) or U[low, high)."
     )
-    low: float = Field(0.0, description="Lower bound for uniform floats and for integer inputs.")
-    high: float = Field(1.0, description="Upper bound (exclusive) for uniform floats and integer inputs.")
+    low: float = Field(0.0, description="Lower bound for uniform float inputs.")
+    high: float = Field(1.0, description="Upper bound (exclusive) for uniform float inputs.")
+    int_ranges: dict[str, tuple[int, int]] = Field(
+        default_factory=dict,
+        description="Integer inputs: [low, high) per input name, e.g. {input_ids: [1, 30522]}. "
+        "Unlisted integer inputs are all ones (a valid token id, an attend-everything mask).",
+    )
 
 
 def generate(
@@ -41,10 +44,10 @@ def generate(
             else:
                 data = rng.uniform(options.low, options.high, shape).astype(np.float32)
         elif spec.dtype == "bool":
-            data = rng.integers(0, 2, shape).astype(np.bool_)
+            data = np.ones(shape, dtype=np.bool_)
         else:
-            high = max(int(options.high), int(options.low) + 1)
-            data = rng.integers(int(options.low), high, shape).astype(NUMPY_DTYPES[spec.dtype])
+            low, high = options.int_ranges.get(spec.name, (1, 2))
+            data = rng.integers(low, max(high, low + 1), shape).astype(NUMPY_DTYPES[spec.dtype])
         batch[spec.name] = data
     return batch
 

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny real models written as user files, and recipes that use them."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from optcli.recipe import parse_recipe
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class TwoLayer(nn.Module):
+    """A tiny classifier: [batch, 16] -> [batch, 4]."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.fc1 = nn.Linear(16, hidden)
+        self.fc2 = nn.Linear(hidden, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class TwoInputsDictOut(nn.Module):
+    """Two inputs (one with a dynamic 'seq' dim), dict output."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, tokens, mask):
+        h = self.proj(tokens) * mask.unsqueeze(-1)
+        return {"pooled": h.mean(1), "hidden": h}
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def make_two_layer(hidden: int = 32):
+    torch.manual_seed(0)
+    return TwoLayer(hidden).eval()
+
+
+def make_two_inputs():
+    torch.manual_seed(0)
+    return TwoInputsDictOut().eval()
+
+
+def make_cnn():
+    torch.manual_seed(0)
+    return SmallCNN().eval()
+
+
+def not_a_module():
+    return 42
+
+
+def batches(n: int = 4, size: int = 8, seed: int = 0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield {"x": rng.standard_normal((size, 16)).astype("float32")}
+'''
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A folder holding models.py, as a user's model repo would."""
+    (tmp_path / "models.py").write_text(MODEL_FILE)
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("optcli_user_models")]:
+        del sys.modules[name]
+
+
+def tiny_recipe_text(**sections: str) -> str:
+    """A minimal valid recipe for models.py:make_two_layer; keyword args replace whole sections."""
+    base = {
+        "name": "name: tiny",
+        "model": textwrap.dedent("""\
+            model:
+              source: models.py:make_two_layer
+              inputs:
+                - {name: x, shape: [batch, 16]}
+              dims:
+                batch: {min: 1, opt: 4, max: 32}
+            """),
+        "validate": "validate: {samples: 32, batch_size: 16}",
+        "benchmark": "benchmark: {batch_sizes: [1], warmup: 1, iterations: 3}",
+    }
+    base.update(sections)
+    return "\n".join(text for text in base.values() if text) + "\n"
+
+
+@pytest.fixture
+def write_recipe(model_dir: Path):
+    def write(text: str | None = None, name: str = "recipe.yaml", **sections: str) -> Path:
+        path = model_dir / name
+        path.write_text(text if text is not None else tiny_recipe_text(**sections))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_recipe(write_recipe):
+    def build(**sections: str):
+        path = write_recipe(**sections)
+        return parse_recipe(path.read_text(), source=path)
+
+    return build
