@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,9 @@ def load_torch_model(section: ModelSection, base_dir: Path) -> torch.nn.Module:
         )
     if section.checkpoint:
         _load_checkpoint(model, _existing(section.checkpoint, base_dir, "model.checkpoint"))
-    return model.eval()
+    with contextlib.suppress(NotImplementedError):  # torch.export modules refuse eval(): already inference
+        model.eval()
+    return model
 
 
 def _existing(path_text: str, base_dir: Path, field: str) -> Path:

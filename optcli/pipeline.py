@@ -18,7 +18,7 @@ import numpy as np
 
 from optcli import environment
 from optcli.backends import Engine, EngineContext, create_engine
-from optcli.backends.onnxruntime import create_session
+from optcli.backends.onnxruntime import create_session, safe_level
 from optcli.backends.torch_eager import TorchConfig, TorchEagerEngine
 from optcli.bench import measure
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
@@ -159,9 +159,9 @@ def export_stage(run: Run) -> None:
             )
 
 
-def compare_with_reference(run: Run, model_path: Path) -> dict[str, float]:
+def compare_with_reference(run: Run, model_path: Path, precision: str = "fp32") -> dict[str, float]:
     """Worst per-output metrics of an ONNX file vs the PyTorch outputs on the trace batch."""
-    session = create_session(model_path)
+    session = create_session(model_path, level=safe_level("all", precision))
     names = [i.name for i in session.get_inputs()]
     produced = session.run(None, {n: run.trace_inputs[n] for n in names})
     worst = {"cosine": 1.0, "max_abs": 0.0, "rel_l2": 0.0, "non_finite": 0.0}
@@ -225,7 +225,7 @@ def quantize_stage(run: Run) -> None:
             record.details = {"summary": fp16.apply(source, tmp, fp16.options())}
         else:
             record.details = calibrate_and_quantize(run, source, tmp)
-        record.details["vs_pytorch"] = compare_with_reference(run, tmp)
+        record.details["vs_pytorch"] = compare_with_reference(run, tmp, settings.precision)
         record.artifact = str(run.workspace.path("quantized.onnx"))
     run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
     run.precisions["quantized"] = settings.precision

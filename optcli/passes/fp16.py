@@ -23,6 +23,7 @@ class Fp16Options(StrictModel):
 
 def apply(src: Path, dst: Path, options: Fp16Options) -> str:
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = load_model(src)
     converted = convert_float_to_float16(
@@ -31,6 +32,9 @@ def apply(src: Path, dst: Path, options: Fp16Options) -> str:
         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + options.op_block_list,
         disable_shape_infer=False,
     )
+    # The converter appends its boundary Casts at the end of the node list; the ONNX spec (and
+    # onnx.checker, TensorRT's parser) require topological order.
+    OnnxModel(converted).topological_sort()
     save_model(converted, dst)
     casts = sum(1 for node in converted.graph.node if node.op_type == "Cast")
     return f"converted to FP16 ({casts} Cast nodes at FP32 boundaries)"

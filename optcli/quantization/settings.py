@@ -26,8 +26,8 @@ class CalibrationSettings(StrictModel):
     batch_size: int = Field(16, ge=1, description="Samples per calibration batch.")
     method: CalibrationMethod = Field(
         "auto",
-        description="Range estimation: minmax, entropy (KL), percentile, or distribution (FP8). "
-        "auto = minmax for int8, distribution for fp8.",
+        description="Range estimation: minmax, entropy (KL) or percentile; for fp8 also 'distribution' "
+        "(ORT's Gaussian fit, which clips ReLU tails). auto = minmax.",
     )
     percentile: float = Field(99.999, gt=90, le=100, description="Percentile for method: percentile.")
 
@@ -70,19 +70,11 @@ class QuantizationSettings(StrictModel):
 
     @model_validator(mode="after")
     def _method_fits_precision(self) -> QuantizationSettings:
-        method = self.calibration.method
-        if self.precision == "fp8" and method not in ("auto", "distribution"):
-            raise ValueError(
-                f"calibration.method '{method}' is not available for fp8 with the onnxruntime "
-                "quantizer (it only implements 'distribution'); use method: auto"
-            )
-        if self.precision == "int8" and method == "distribution":
+        if self.precision == "int8" and self.calibration.method == "distribution":
             raise ValueError(
                 "calibration.method 'distribution' is for fp8; use minmax, entropy or percentile"
             )
         return self
 
     def resolved_method(self) -> str:
-        if self.calibration.method != "auto":
-            return self.calibration.method
-        return "distribution" if self.precision == "fp8" else "minmax"
+        return "minmax" if self.calibration.method == "auto" else self.calibration.method

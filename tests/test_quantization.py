@@ -1,0 +1,95 @@
+"""Static Q/DQ quantization with real calibration through onnxruntime.quantization."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from helpers import cosine, resolver_for, run_onnx
+
+from optcli.backends.onnxruntime import safe_level
+from optcli.export import export_onnx, run_torch
+from optcli.loading import load_torch_model
+from optcli.quantization import QuantizationSettings
+from optcli.quantization.ort_static import quantize
+from optcli.recipe.models import ModelSection
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    from conftest import MODEL_FILE
+
+    folder = tmp_path_factory.mktemp("q")
+    (folder / "models.py").write_text(MODEL_FILE)
+    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
+    model = load_torch_model(section, folder)
+    resolver = resolver_for(("x", ["batch", 3, 16, 16]))
+    path = export_onnx(model, resolver, folder / "cnn.onnx", exporter="dynamo", opset=18, output_names=None,
+                       external_data=None).path
+    return path, model, resolver
+
+
+def _batches(n=4, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return iter([{"x": rng.standard_normal((size, 3, 16, 16)).astype(np.float32)} for _ in range(n)])
+
+
+def _quantize(cnn, tmp_path, **settings):
+    src, model, resolver = cnn
+    dst = tmp_path / "q.onnx"
+    details = quantize(src, dst, QuantizationSettings(**settings), _batches(), ["x"])
+    x = np.random.default_rng(9).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    level = safe_level("all", settings["precision"])
+    return dst, details, cosine(run_onnx(dst, {"x": x}, level)[0], run_torch(model, resolver, {"x": x})[0])
+
+
+def _elem_types(path):
+    model = onnx.load(str(path))
+    return {init.data_type for init in model.graph.initializer}, model
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_int8_qdq_keeps_outputs_close(cnn, tmp_path, method):
+    dst, details, cos = _quantize(cnn, tmp_path, precision="int8", calibration={"method": method})
+    types, model = _elem_types(dst)
+    assert onnx.TensorProto.INT8 in types  # per-channel weights stored as int8
+    assert details["qdq_nodes"] > 0 and details["calibration_batches"] == 4
+    assert details["activations"] == "asymmetric (unsigned)"
+    assert cos > 0.99
+
+
+def test_fp8_uses_e4m3(cnn, tmp_path):
+    dst, details, cos = _quantize(cnn, tmp_path, precision="fp8")
+    types, _ = _elem_types(dst)
+    assert onnx.TensorProto.FLOAT8E4M3FN in types
+    assert details["calibration_method"] == "minmax"
+    assert cos > 0.99
+
+
+def test_symmetric_activations_for_tensorrt(cnn, tmp_path):
+    dst, details, _ = _quantize(cnn, tmp_path, precision="int8", symmetric_activations=True)
+    model = onnx.load(str(dst))
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    zero_points = [z for z in model.graph.initializer if z.name.endswith("zero_point") and z.data_type in eight_bit]
+    assert zero_points and all(z.data_type == onnx.TensorProto.INT8 for z in zero_points)
+    assert all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)
+    assert details["activations"] == "symmetric (signed)"
+
+
+def test_exclusions_by_node_glob_and_op_type(cnn, tmp_path):
+    src = cnn[0]
+    conv = next(n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv")
+    dst, details, _ = _quantize(cnn, tmp_path, precision="int8",
+                                exclude={"nodes": [conv[:3] + "*"], "op_types": ["Gemm"]})
+    assert conv in details["excluded_nodes"]
+    model = onnx.load(str(dst))
+    produced_by = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            # no DequantizeLinear feeds an excluded node's activation input
+            assert produced_by.get(node.input[0]) is None or produced_by[node.input[0]].op_type != "DequantizeLinear"
+
+
+def test_unmatched_exclusion_is_reported(cnn, tmp_path):
+    _, details, _ = _quantize(cnn, tmp_path, precision="int8", exclude={"nodes": ["no_such_node*"]})
+    assert details["unmatched_exclude_patterns"] == ["no_such_node*"]
