@@ -52,13 +52,16 @@ def measure(
     time_budget_s: float | None,
     on_step: Callable[[], None] | None = None,
 ) -> LatencyResult:
+    bound = engine.bind(feeds)
     for _ in range(warmup):
-        engine.run(feeds)
+        engine.run_bound(bound)
+    engine.synchronize()
     timings: list[float] = []
     deadline = time.perf_counter() + time_budget_s if time_budget_s else None
     for _ in range(iterations):
         start = time.perf_counter()
-        engine.run(feeds)
+        engine.run_bound(bound)
+        engine.synchronize()  # device engines: the work must be done before the clock is read
         timings.append(time.perf_counter() - start)
         if on_step:
             on_step()

@@ -25,6 +25,16 @@ app = typer.Typer(
 recipe_app = typer.Typer(help="Check, document and start recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks on errors (or set OPTCLI_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Global options; --debug is handled by main() so it works anywhere on the command line."""
+
+
 RecipePath = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 SetOption = Annotated[
     list[str] | None,
@@ -46,6 +56,14 @@ def run(
         typer.Option("--out", "-o", help="Run folder. Default: report.output_dir or runs/<name>."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the verdict line.")] = False,
+    skip_unavailable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unavailable",
+            help="Engines that cannot run here (no GPU, package missing) are reported as skipped, "
+            "not exit 3. Same as --set skip_unavailable=true.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the resolved recipe and the stage plan, run nothing."),
@@ -60,7 +78,9 @@ def run(
     from optcli.recipe import load_recipe
     from optcli.report.terminal import render_terminal
 
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(
+        recipe, [*(overrides or []), *(["skip_unavailable=true"] if skip_unavailable else [])]
+    )
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name)
     if dry_run:
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
@@ -156,7 +176,7 @@ def main() -> None:
     from optcli.errors import OptcliError
 
     debug = "--debug" in sys.argv or os.environ.get("OPTCLI_DEBUG") == "1"
-    argv = [a for a in sys.argv[1:] if a != "--debug"]
+    argv = [a for a in sys.argv[1:] if a != "--debug"]  # accepted anywhere, not only before the command
     try:
         code = app(args=argv, standalone_mode=False)
     except OptcliError as exc:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_recipe_text
 from rich.errors import MarkupError
 
-from conftest import tiny_recipe_text
 from optcli.cli import main
 
 FAST_EXPORT = "export: {exporter: torchscript}"  # same checks, a fraction of the dynamo exporter's time
@@ -478,7 +478,7 @@ def test_failed_validation_gate_exits_1(cli, write_recipe, model_dir):
     )
     out = model_dir / "out"
     code, _, err = cli("run", path, "--out", out, "-q")
-    assert code == 1
+    assert code == 1, err
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"] == "fail"
     assert [g["name"] for g in report["gates"] if not g["passed"]] == ["validate.max_abs"]

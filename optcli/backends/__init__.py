@@ -7,9 +7,9 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from optcli.backends.base import Engine, EngineConfig, EngineContext
+from optcli.backends.base import Engine, EngineConfig, EngineContext, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
-from optcli.backends.torch_eager import TorchConfig, TorchEagerEngine
+from optcli.backends.torch_engine import TorchConfig, TorchEngine
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ ENGINES: dict[str, EngineKind] = {
     kind.name: kind
     for kind in (
         EngineKind("onnxruntime", OnnxRuntimeConfig, OnnxRuntimeEngine, "ONNX Runtime, CPU provider"),
-        EngineKind("torch", TorchConfig, TorchEagerEngine, "PyTorch eager (also the baseline)"),
+        EngineKind("torch", TorchConfig, TorchEngine, "PyTorch eager/compile, CPU/CUDA, torchao INT8/FP8"),
     )
 }
 
@@ -38,4 +38,8 @@ def create_engine(config: EngineConfig, context: EngineContext) -> Engine:
     return ENGINES[config.engine].engine(config, context)  # type: ignore[attr-defined]
 
 
-__all__ = ["ENGINES", "Engine", "EngineContext", "EngineEntry", "create_engine"]
+def unavailable(config: EngineConfig) -> Unavailable | None:
+    return ENGINES[config.engine].engine.unavailable(config)  # type: ignore[attr-defined]
+
+
+__all__ = ["ENGINES", "Engine", "EngineContext", "EngineEntry", "Unavailable", "create_engine", "unavailable"]

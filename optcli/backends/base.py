@@ -18,6 +18,14 @@ from optcli.strict import StrictModel
 ArtifactName = Literal["exported", "optimized", "quantized", "final"]
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """Why an engine cannot run on this machine, and what would fix it (the `doctor` line)."""
+
+    reason: str
+    fix: str
+
+
 class EngineConfig(StrictModel):
     """Fields shared by every `build:` entry."""
 
@@ -57,6 +65,20 @@ class Engine(ABC):
             raise StageError(f"engine '{self.label}' was run before load()")
         return self._run_impl(feeds)
 
+    def bind(self, feeds: dict[str, np.ndarray]) -> Any:
+        """Prepare inputs once (device copies, tensors) for repeated timed runs."""
+        if not self._loaded:
+            raise StageError(f"engine '{self.label}' was bound before load()")
+        return self._bind_impl(feeds)
+
+    def run_bound(self, bound: Any) -> None:
+        """Run on prepared inputs without converting outputs: what the benchmark times."""
+        self._run_bound_impl(bound)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; benchmarks call it before reading the clock."""
+        self._synchronize_impl()
+
     def close(self) -> None:
         if self._loaded:
             self._close_impl()
@@ -72,6 +94,11 @@ class Engine(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @classmethod
+    def unavailable(cls, config: EngineConfig) -> Unavailable | None:
+        """None when this engine can be built here; checked before any expensive stage."""
+        return None
 
     # -- description --------------------------------------------------------------------
     @property
@@ -95,6 +122,15 @@ class Engine(ABC):
 
     @abstractmethod
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def _bind_impl(self, feeds: dict[str, np.ndarray]) -> Any:
+        return feeds
+
+    def _run_bound_impl(self, bound: Any) -> None:
+        self._run_impl(bound)
+
+    def _synchronize_impl(self) -> None:  # noqa: B027 - optional hook: host engines are synchronous
+        pass
 
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -84,6 +84,12 @@ class OnnxRuntimeEngine(Engine):
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, {name: feeds[name] for name in self._input_names})
 
+    def _bind_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(feeds[name]) for name in self._input_names}
+
+    def _run_bound_impl(self, bound: dict[str, np.ndarray]) -> None:
+        self._session.run(None, bound)
+
     def _close_impl(self) -> None:
         del self._session
 

@@ -174,6 +174,11 @@ class Recipe(StrictModel):
         default_factory=lambda: [OnnxRuntimeConfig()],
         description="Engines to build and compare with the PyTorch eager FP32 baseline.",
     )
+    skip_unavailable: bool = Field(
+        False,
+        description="Report build engines that cannot run on this machine (package, GPU or precision "
+        "missing) as skipped instead of stopping with exit 3. CLI: --skip-unavailable.",
+    )
     validate_: ValidateSection = Field(default_factory=ValidateSection, alias="validate")
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
     report: ReportSection = Field(default_factory=ReportSection)

@@ -30,6 +30,7 @@ class RunReport:
     benchmark: dict[str, Any] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
     status: str = "running"  # running | finished | error
 
     @property
@@ -54,5 +55,6 @@ class RunReport:
             "validation": self.validation,
             "benchmark": self.benchmark,
             "gates": [g.to_dict() for g in self.gates],
+            "skipped_engines": self.skipped,
             "warnings": self.warnings,
         }

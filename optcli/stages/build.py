@@ -1,0 +1,35 @@
+"""Build every engine of the recipe next to the PyTorch baseline."""
+
+from __future__ import annotations
+
+from optcli.backends import Engine, EngineContext, create_engine
+from optcli.backends.torch_engine import TorchConfig, TorchEngine
+from optcli.errors import UserInputError
+from optcli.stages.context import Run
+
+
+def build_stage(run: Run) -> list[Engine]:
+    context = EngineContext(
+        artifacts=run.artifacts,
+        precisions=run.precisions,
+        torch_model=lambda: run.torch_model,
+        input_names=[s.name for s in run.recipe.model.inputs],
+        output_names=run.output_names,
+    )
+    baseline = TorchEngine(
+        TorchConfig(name="pytorch-eager-fp32", threads=run.recipe.benchmark.threads), context
+    )
+    engines: list[Engine] = [baseline]
+    with run.stage("build") as record:
+        for config in run.runnable_build:
+            if run.recipe.benchmark.threads and getattr(config, "threads", "n/a") is None:
+                config = config.model_copy(update={"threads": run.recipe.benchmark.threads})
+            engines.append(create_engine(config, context))
+        labels = [e.label for e in engines]
+        if len(set(labels)) != len(labels):
+            raise UserInputError(f"build: engines share a name {labels}; give each a distinct 'name'")
+        for engine in engines:
+            engine.load()
+        run.report.engines = [{"label": e.label, "baseline": e is baseline, **e.describe()} for e in engines]
+        record.details = {"engines": labels}
+    return engines

@@ -1,0 +1,129 @@
+"""Validation (held-out accuracy vs the baseline) and benchmark (latency vs the baseline) stages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from optcli.backends import Engine
+from optcli.bench import measure
+from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
+from optcli.calibration.synthetic import random_batch
+from optcli.errors import UserInputError
+from optcli.gates import evaluate
+from optcli.stages.context import Run
+from optcli.validate import validate_engines
+
+
+def validate_stage(run: Run, engines: list[Engine]) -> None:
+    settings = run.recipe.validate_
+    if not settings.enabled:
+        return
+    calibration = run.recipe.quantization.calibration if run.recipe.quantization else None
+    if calibration and calibration.data == settings.data:
+        raise UserInputError(
+            "validate.data: is the same source as quantization.calibration.data; validation must use "
+            "held-out data (for synthetic data, use another seed)"
+        )
+    baseline, candidates = engines[0], engines[1:]
+    ctx = SourceContext(run.resolver, run.recipe.base_dir, "validate.data", labels_key=settings.labels)
+    names = [s.name for s in run.recipe.model.inputs]
+    overlap = 0
+    with run.stage("validate") as record:
+        progress = run.ui.progress("validating", total=settings.samples)
+
+        def tracked() -> Iterator[dict]:
+            nonlocal overlap
+            for batch in stream(settings.data, ctx, batch_size=settings.batch_size, samples=settings.samples):
+                overlap += sum(d in run.calibration_digests for d in sample_digests(batch, names))
+                yield batch
+
+        try:
+            results, baseline_stats = validate_engines(
+                baseline,
+                candidates,
+                tracked(),
+                output_names=run.output_names,
+                labels_key=settings.labels,
+                class_output=settings.class_output,
+                on_batch=progress.advance,
+            )
+        finally:
+            progress.close()
+        record.details = {"samples": baseline_stats["samples"], "overlap_with_calibration": overlap}
+    if overlap:
+        run.report.warnings.append(f"{overlap} validation samples were also used for calibration")
+    synthetic = is_synthetic(settings.data)
+    if synthetic:
+        run.report.warnings.append(
+            "validation used synthetic data: metrics compare engines, not task accuracy"
+        )
+    run.report.validation = {
+        "data": settings.data.model_dump(),
+        "synthetic": synthetic,
+        "samples": baseline_stats["samples"],
+        "overlap_with_calibration": overlap,
+        "baseline": baseline_stats,
+        "engines": [
+            {
+                **r.to_dict(),
+                "baseline_metrics": {k: v for k, v in baseline_stats.items() if k == "accuracy"},
+            }
+            for r in results
+        ],
+    }
+    for result in results:
+        for metric, expr in settings.gates.items():
+            value = result.metric(metric)
+            detail = "" if value is not None else "metric not available (no labels or no class output)"
+            run.report.gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail))
+
+
+def benchmark_stage(run: Run, engines: list[Engine]) -> None:
+    settings = run.recipe.benchmark
+    if not settings.enabled:
+        return
+    results = []
+    with run.stage("benchmark") as record:
+        total = len(engines) * len(settings.batch_sizes) * settings.iterations
+        progress = run.ui.progress("benchmarking", total=total)
+        try:
+            for batch_size in settings.batch_sizes:
+                feeds = random_batch(run.resolver, run.resolver.sizes(batch_size=batch_size), seed=7)
+                baseline_p50 = None
+                for engine in engines:
+                    result = measure(
+                        engine,
+                        feeds,
+                        batch_size,
+                        warmup=settings.warmup,
+                        iterations=settings.iterations,
+                        time_budget_s=settings.time_budget_s,
+                        on_step=lambda: progress.advance(1),
+                    )
+                    progress.advance(settings.iterations - result.iterations)
+                    baseline_p50 = baseline_p50 or result.p50_ms
+                    result.speedup = baseline_p50 / result.p50_ms
+                    results.append(result)
+        finally:
+            progress.close()
+        record.details = {"batch_sizes": settings.batch_sizes, "warmup": settings.warmup}
+    run.report.benchmark = {"baseline": engines[0].label, "results": [r.to_dict() for r in results]}
+    for result in results:
+        if result.engine == engines[0].label:
+            continue
+        values = {
+            "speedup": result.speedup,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "throughput": result.throughput,
+        }
+        for metric, expr in settings.gates.items():
+            run.report.gates.append(
+                evaluate(
+                    f"benchmark.{metric}",
+                    result.engine,
+                    values[metric],
+                    expr,
+                    f"batch size {result.batch_size}",
+                )
+            )
