@@ -163,6 +163,32 @@ def recipe_init(
 
 
 @app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Show which engines and packages are usable here (GPU, TensorRT, ORT providers, ModelOpt, torchao).
+
+    Each missing piece comes with the command that installs it.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from optcli.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+        return
+    table = Table(title="optcli doctor", title_justify="left", header_style="bold")
+    for column in ("component", "status", "detail", "fix"):
+        table.add_column(column)
+    for check in checks:
+        status = "[green]ok[/]" if check.usable else "[yellow]missing[/]"
+        table.add_row(check.name, status, escape(check.detail), escape(check.fix or ""))
+    console.print(table)
+
+
+@app.command()
 def version() -> None:
     """Print optcli's version and the versions of the packages it uses."""
     from optcli.environment import package_versions

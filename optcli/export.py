@@ -14,6 +14,7 @@ import numpy as np
 
 from optcli.errors import StageError, UserInputError
 from optcli.flatten import flatten_outputs
+from optcli.quiet import TORCH_EXPORT_LOGGERS, quiet_loggers
 from optcli.specs import ShapeResolver
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,11 @@ def export_onnx(
     input_names = [spec.name for spec in resolver.inputs]
     captured = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), _quiet_torch_logs():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(captured),
+            quiet_loggers(*TORCH_EXPORT_LOGGERS),
+        ):
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
                 program = torch.onnx.export(
@@ -152,16 +157,3 @@ def _check(path: Path) -> None:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
         raise StageError(f"export: onnx.checker rejected '{path.name}': {str(exc).splitlines()[0]}") from exc
-
-
-@contextlib.contextmanager
-def _quiet_torch_logs():
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from optcli.backends.base import Engine, EngineConfig, Unavailable
 from optcli.flatten import flatten_outputs
+from optcli.quiet import TORCHAO_LOGGERS, quiet_loggers
 
 TorchDType = Literal["float32", "float16", "bfloat16"]
 TorchQuant = Literal["none", "int8_weight_only", "int8_dynamic", "fp8_dynamic"]
@@ -138,7 +139,8 @@ class TorchEngine(Engine):
 def _quantize(model: Any, scheme: str) -> Any:
     from optcli.errors import require
 
-    quantization = require("torchao.quantization", package="torchao", purpose="torch engine quantize")
+    with quiet_loggers(*TORCHAO_LOGGERS):
+        quantization = require("torchao.quantization", package="torchao", purpose="torch engine quantize")
     config = {
         "int8_weight_only": quantization.Int8WeightOnlyConfig,
         "int8_dynamic": quantization.Int8DynamicActivationInt8WeightConfig,

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'optcli[vision]' (here: pip install torch==2.14.1 torchvision==0.29.1)"
 
 
-def resnet50(seed: int = 0, bn_batches: int = 8, bn_batch_size: int = 4) -> nn.Module:
+def resnet50(
+    seed: int = 0, bn_batches: int = 8, bn_batch_size: int = 4, residual_scale: float = 1.0
+) -> nn.Module:
     """Random-init ResNet-50 with statistics estimated on seeded N(0,1) 224x224 inputs, in eval mode.
 
     `seed` fixes both the weights and the estimation inputs, so every call returns the same model.
@@ -42,6 +44,10 @@ def resnet50(seed: int = 0, bn_batches: int = 8, bn_batch_size: int = 4) -> nn.M
 
     torch.manual_seed(seed)
     model = models.resnet50(weights=None)
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, models.resnet.Bottleneck):
+                block.bn3.weight.fill_(residual_scale)
     _estimate_statistics(model, seed=seed, batches=bn_batches, batch_size=bn_batch_size)
     return model.eval()
 
