@@ -38,13 +38,50 @@ def cli(monkeypatch, capsys):
 
 HELP = {
     "optcli": ([], ["run", "recipe", "version", "Exit codes", "1 a gate failed", "2 bad input"]),
-    "run": (["run"], ["RECIPE", "--set", "-s", "--out", "-o", "--quiet", "-q", "--dry-run", "dotted.path"]),
+    "run": (
+        ["run"],
+        [
+            "RECIPE",
+            "--set",
+            "-s",
+            "--out",
+            "-o",
+            "--quiet",
+            "-q",
+            "--dry-run",
+            "--skip-unavailable",
+            "dotted.path",
+        ],
+    ),
     "recipe": (["recipe"], ["validate", "schema", "init"]),
     "recipe validate": (["recipe", "validate"], ["RECIPE", "--set", "every problem"]),
     "recipe schema": (["recipe", "schema"], ["JSON Schema"]),
     "recipe init": (["recipe", "init"], ["--model", "--input", "-i", "--output", "-o", "--name", "--force"]),
     "version": (["version"], ["version"]),
+    "doctor": (["doctor"], ["--json"]),
 }
+
+
+def _all_commands() -> list[list[str]]:
+    import typer.main
+
+    from optcli.cli import app
+
+    found = []
+
+    def walk(command, path):
+        found.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_is_covered_by_the_help_tests():
+    assert sorted(" ".join(["optcli", *path]).removeprefix("optcli ") for path in _all_commands()) == sorted(
+        HELP
+    )
 
 
 @pytest.mark.parametrize("command", HELP, ids=str)

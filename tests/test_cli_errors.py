@@ -488,19 +488,23 @@ def test_failed_validation_gate_exits_1(cli, write_recipe, model_dir):
 
 
 def interrupt_export(monkeypatch) -> None:
-    import optcli.pipeline
+    """Ctrl-C right after the exporter has written the whole file, before it is moved into place."""
+    import optcli.stages.model
+
+    real_export = optcli.stages.model.export_onnx
 
     def interrupted_export(model, resolver, dst, **kwargs):
-        dst.write_bytes(b"half an onnx file")
+        real_export(model, resolver, dst, **kwargs)
+        assert dst.is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(optcli.pipeline, "export_onnx", interrupted_export)
+    monkeypatch.setattr(optcli.stages.model, "export_onnx", interrupted_export)
 
 
 def test_interrupt_exits_130_and_leaves_no_partial_export(cli, write_recipe, model_dir, monkeypatch):
     interrupt_export(monkeypatch)
     out = model_dir / "out"
-    code, _, err = cli("run", write_recipe(), "--out", out)
+    code, _, err = cli("run", write_recipe(export=FAST_EXPORT), "--out", out)
     assert code == 130
     assert_no_traceback(err)
     assert_no_partial_artifacts(out, "exported.onnx")
@@ -515,7 +519,7 @@ def test_interrupt_exits_130_and_leaves_no_partial_export(cli, write_recipe, mod
 )
 def test_interrupt_says_so(cli, write_recipe, model_dir, monkeypatch):
     interrupt_export(monkeypatch)
-    code, _, err = cli("run", write_recipe(), "--out", model_dir / "out")
+    code, _, err = cli("run", write_recipe(export=FAST_EXPORT), "--out", model_dir / "out")
     assert code == 130
     assert "interrupted" in err
 
@@ -542,36 +546,60 @@ def test_internal_error_exits_4_without_traceback_unless_debug(cli, write_recipe
     assert "Traceback" in err and "boom in the pass stage" in err
 
 
-def test_missing_dependency_exits_3(cli, write_recipe, monkeypatch):
-    import optcli.pipeline
-    from optcli.errors import require
+def _cuda_available() -> bool:
+    import torch
 
-    def needs_backend(section, base_dir):
-        require("optcli_no_such_backend", extra="nvidia", purpose="the tensorrt engine")
+    return torch.cuda.is_available()
 
-    monkeypatch.setattr(optcli.pipeline, "load_torch_model", needs_backend)
-    path = write_recipe()
-    code, _, err = cli("run", path, "--out", path.parent / "out")
+
+@pytest.mark.skipif(_cuda_available(), reason="needs a machine without CUDA")
+def test_engine_that_cannot_run_here_exits_3(cli, write_recipe, model_dir):
+    path = write_recipe(build="build:\n  - engine: onnxruntime\n  - {engine: torch, device: cuda, name: gpu}")
+    out = model_dir / "out"
+    code, _, err = cli("run", path, "--out", out)
     assert code == 3
-    assert "Python package 'optcli_no_such_backend' is not installed (needed for the tensorrt engine)" in err
-    assert "hint: pip install" in err
+    assert "error: build.1 ('gpu') cannot run on this machine: torch: no CUDA device is visible" in err
+    assert "hint:" in err and "--skip-unavailable" in err
+    assert_no_traceback(err)
+    assert_no_partial_artifacts(out, "exported.onnx")  # checked before any expensive stage
+
+    code, _, err = cli(
+        "run", path, "--out", out, "-q", "--skip-unavailable", "--set", "export.exporter=torchscript"
+    )
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert [s["engine"] for s in report["skipped_engines"]] == ["gpu"]
+    assert [e["label"] for e in report["engines"]] == ["pytorch-eager-fp32", "onnxruntime-fp32"]
+
+
+def _has_torchvision() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
+VISION_MODEL = (
+    "model:\n  source: optcli.examples.vision:resnet50\n  inputs:\n    - {name: x, shape: [batch, 3, 8, 8]}"
+)
+
+
+@pytest.mark.skipif(_has_torchvision(), reason="needs a machine without torchvision")
+def test_missing_optional_package_exits_3(cli, write_recipe, model_dir):
+    out = model_dir / "out"
+    code, _, err = cli("run", write_recipe(model=VISION_MODEL), "--out", out)
+    assert code == 3
+    assert "Python package 'torchvision.models' is not installed (needed for the ResNet-50 example)" in err
+    assert "hint: pip install" in err and "torchvision" in err
     assert_no_traceback(err)
 
 
+@pytest.mark.skipif(_has_torchvision(), reason="needs a machine without torchvision")
 @pytest.mark.xfail(
     reason="BUG: optcli/cli.py main() prints exc.hint as rich markup, so the install hint "
-    "\"pip install 'optcli[nvidia]'\" is shown as \"pip install 'optcli'\" (the extra is eaten as a tag)",
+    "\"pip install 'optcli[vision]'\" is shown as \"pip install 'optcli'\" (the extra is eaten as a tag)",
     strict=True,
 )
-def test_missing_dependency_hint_is_printed_verbatim(cli, write_recipe, monkeypatch):
-    import optcli.pipeline
-    from optcli.errors import require
-
-    def needs_backend(section, base_dir):
-        require("optcli_no_such_backend", extra="nvidia")
-
-    monkeypatch.setattr(optcli.pipeline, "load_torch_model", needs_backend)
-    path = write_recipe()
-    code, _, err = cli("run", path, "--out", path.parent / "out")
+def test_missing_optional_package_hint_is_printed_verbatim(cli, write_recipe, model_dir):
+    code, _, err = cli("run", write_recipe(model=VISION_MODEL), "--out", model_dir / "out")
     assert code == 3
-    assert "hint: pip install 'optcli[nvidia]'" in err
+    assert "hint: pip install 'optcli[vision]'" in err

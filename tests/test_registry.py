@@ -36,6 +36,8 @@ def test_registries_match_recipe_names():
         assert _literal(kind.options, "type") == name
     for name, kind in ENGINES.items():
         assert _literal(kind.config, "engine") == name
+    for name, quantizer in QUANTIZERS.items():
+        assert quantizer.name == name
     assert set(QUANTIZERS) == set(get_args(optcli.quantization.QuantizationSettings.model_fields["quantizer"].annotation))
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from optcli.quantization import ort_static
+from optcli.quantization.registry import Quantizer
 from optcli.quantization.settings import CalibrationSettings, QuantizationSettings
 
-QUANTIZERS: dict[str, Callable] = {"onnxruntime": ort_static.quantize}
+QUANTIZERS: dict[str, Quantizer] = {q.QUANTIZER.name: q.QUANTIZER for q in (ort_static,)}
 
-__all__ = ["QUANTIZERS", "CalibrationSettings", "QuantizationSettings"]
+__all__ = ["QUANTIZERS", "CalibrationSettings", "QuantizationSettings", "Quantizer"]

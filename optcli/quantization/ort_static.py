@@ -14,6 +14,7 @@ import numpy as np
 
 from optcli.calibration import Batch
 from optcli.onnx_io import load_model, node_precision_counts
+from optcli.quantization.registry import Quantizer
 from optcli.quantization.settings import QuantizationSettings
 
 log = logging.getLogger(__name__)
@@ -187,3 +188,11 @@ def quantize(
         "unmatched_exclude_patterns": unmatched,
         "qdq_nodes": counts.get("QuantizeLinear", 0) + counts.get("DequantizeLinear", 0),
     }
+
+
+QUANTIZER = Quantizer(
+    name="onnxruntime",
+    quantize=quantize,
+    precisions=frozenset({"int8", "fp8"}),
+    summary="onnxruntime.quantization static Q/DQ (INT8 U8S8/S8S8, FP8 E4M3 with calibrated amax)",
+)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from optcli.backends import Engine, EngineContext, create_engine
 from optcli.backends.torch_engine import TorchConfig, TorchEngine
+from optcli.calibration import Batch, SourceContext, stream
 from optcli.errors import UserInputError
 from optcli.stages.context import Run
+
+
+def calibration_batches(run: Run) -> Iterator[Batch]:
+    """The recipe's calibration stream, for engines that calibrate themselves (torch-tensorrt + ModelOpt)."""
+    quantization = run.recipe.quantization
+    if quantization is None:
+        raise UserInputError(
+            "build: this engine calibrates, so the recipe needs a quantization.calibration section"
+        )
+    calibration = quantization.calibration
+    ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
+    return stream(calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples)
 
 
 def build_stage(run: Run) -> list[Engine]:
@@ -15,6 +30,12 @@ def build_stage(run: Run) -> list[Engine]:
         torch_model=lambda: run.torch_model,
         input_names=[s.name for s in run.recipe.model.inputs],
         output_names=run.output_names,
+        extras={
+            "inputs": run.recipe.model.inputs,
+            "dims": run.recipe.model.dims,
+            "work_dir": run.workspace.root,
+            "calibration_batches": lambda: calibration_batches(run),
+        },
     )
     baseline = TorchEngine(
         TorchConfig(name="pytorch-eager-fp32", threads=run.recipe.benchmark.threads), context

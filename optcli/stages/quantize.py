@@ -51,7 +51,7 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
             yield batch
 
     try:
-        details = QUANTIZERS[settings.quantizer](source, dst, settings, tracked(), names)
+        details = QUANTIZERS[settings.quantizer].quantize(source, dst, settings, tracked(), names)
     finally:
         progress.close()
     details["calibration_samples"] = len(digests)
