@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from optcli.console import console
 
@@ -17,7 +18,7 @@ app = typer.Typer(
     help="Optimize a PyTorch model from one recipe: export to ONNX, graph passes, INT8/FP8 "
     "quantization, engines, then accuracy gates and latency vs the PyTorch baseline.\n\n"
     "Exit codes: 0 all gates passed, 1 a gate failed (report written), 2 bad input, "
-    "3 missing backend/device, 130 interrupted.",
+    "3 missing backend/device, 4 internal error, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -112,19 +113,18 @@ def _plan(recipe) -> list[str]:
 def recipe_validate(recipe: RecipePath, overrides: SetOption = None) -> None:
     """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field."""
     from optcli.errors import RecipeError
-    from optcli.recipe import all_errors, load_recipe
+    from optcli.recipe import all_errors
 
-    if overrides:
-        load_recipe(recipe, overrides)
-    elif recipe.is_file():
-        problems = all_errors(recipe.read_text(encoding="utf-8"), source=recipe)
-        if problems:
-            for problem in problems:
-                console.print(f"[red]error:[/] {problem}")
-            raise typer.Exit(2)
-    else:
-        raise RecipeError("recipe file does not exist", file=str(recipe))
-    console.print(f"[green]ok[/] {recipe}")
+    if not recipe.is_file():
+        raise RecipeError(
+            "recipe file does not exist" if not recipe.exists() else "not a file", file=str(recipe)
+        )
+    problems = all_errors(recipe.read_text(encoding="utf-8"), source=recipe, overrides=overrides)
+    if problems:
+        for problem in problems:
+            console.print(f"[red]error:[/] {escape(str(problem))}")
+        raise typer.Exit(2)
+    console.print(f"[green]ok[/] {escape(str(recipe))}")
 
 
 @recipe_app.command("schema")
@@ -159,7 +159,9 @@ def recipe_init(
     from optcli.recipe.starter import write_starter
 
     path = write_starter(model, inputs, output, name=name, force=force)
-    console.print(f"[green]wrote[/] {path}; check it with: optcli recipe validate {path}")
+    console.print(
+        f"[green]wrote[/] {escape(str(path))}; check it with: optcli recipe validate {escape(str(path))}"
+    )
 
 
 @app.command()
@@ -170,7 +172,6 @@ def doctor(
 
     Each missing piece comes with the command that installs it.
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from optcli.doctor import run_checks
@@ -205,12 +206,14 @@ def main() -> None:
     argv = [a for a in sys.argv[1:] if a != "--debug"]  # accepted anywhere, not only before the command
     try:
         code = app(args=argv, standalone_mode=False)
+        if code == 130:  # Typer turns Ctrl-C into Exit(130) before our except clause sees it
+            raise KeyboardInterrupt
     except OptcliError as exc:
         if debug:
             console.print_exception()
-        console.print(f"[red]error:[/] {exc.message}")
+        console.print(f"[red]error:[/] {escape(exc.message)}")
         if exc.hint:
-            console.print(f"[dim]hint:[/] {exc.hint}")
+            console.print(f"[dim]hint:[/] {escape(exc.hint)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: no partial artifact was left in place")
@@ -225,7 +228,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if debug:
             console.print_exception()
-        console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}")
+        console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
         console.print("[dim]hint:[/] rerun with --debug for the traceback; please report it")
         sys.exit(4)
     sys.exit(code if isinstance(code, int) else 0)

@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optcli.errors import UserInputError
+from optcli.errors import OptcliError, UserInputError
 from optcli.userimport import resolve_callable
 
 if TYPE_CHECKING:
@@ -28,8 +28,12 @@ def load_torch_model(section: ModelSection, base_dir: Path) -> torch.nn.Module:
         factory = resolve_callable(source, base_dir=base_dir, field="model.source")
         try:
             model = factory(**section.kwargs)
+        except OptcliError:
+            raise  # e.g. a missing optional package inside the factory keeps its exit code
         except TypeError as exc:
             raise UserInputError(f"model.kwargs: calling '{source}' failed: {exc}") from exc
+        except Exception as exc:
+            raise UserInputError(f"model.source: '{source}' raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
         raise UserInputError(
             f"model.source: '{source}' returned a {type(model).__name__}, expected a torch.nn.Module"

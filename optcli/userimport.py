@@ -76,6 +76,12 @@ def _import_file(path_text: str, base_dir: Path, field: str):
             f"{field}: '{path}' imports the missing module '{exc.name}'",
             hint=f"pip install {exc.name}",
         ) from exc
+    except Exception as exc:
+        del sys.modules[module_name]
+        where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        raise UserInputError(
+            f"{field}: importing '{path}' failed{where}: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         sys.path.remove(str(path.parent))
     return module

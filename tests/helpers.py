@@ -10,10 +10,18 @@ from optcli.backends.onnxruntime import create_session
 from optcli.specs import DimRange, InputSpec, ShapeResolver
 
 
-def resolver_for(*inputs: tuple[str, list], dims: dict[str, tuple[int, int, int]] | None = None,
-                 dtypes: dict[str, str] | None = None) -> ShapeResolver:
-    specs = [InputSpec(name=name, shape=shape, dtype=(dtypes or {}).get(name, "float32")) for name, shape in inputs]
-    ranges = {name: DimRange(min=lo, opt=opt, max=hi) for name, (lo, opt, hi) in (dims or {"batch": (1, 2, 64)}).items()}
+def resolver_for(
+    *inputs: tuple[str, list],
+    dims: dict[str, tuple[int, int, int]] | None = None,
+    dtypes: dict[str, str] | None = None,
+) -> ShapeResolver:
+    specs = [
+        InputSpec(name=name, shape=shape, dtype=(dtypes or {}).get(name, "float32")) for name, shape in inputs
+    ]
+    ranges = {
+        name: DimRange(min=lo, opt=opt, max=hi)
+        for name, (lo, opt, hi) in (dims or {"batch": (1, 2, 64)}).items()
+    }
     return ShapeResolver(specs, ranges, "batch")
 
 

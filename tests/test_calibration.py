@@ -23,8 +23,11 @@ def _ctx(base_dir, resolver=RESOLVER, labels=None):
 
 
 @settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=8), batch=st.integers(1, 7),
-       limit=st.one_of(st.none(), st.integers(1, 40)))
+@given(
+    sizes=st.lists(st.integers(1, 9), min_size=1, max_size=8),
+    batch=st.integers(1, 7),
+    limit=st.one_of(st.none(), st.integers(1, 40)),
+)
 def test_rebatch_keeps_order_and_count(sizes, batch, limit):
     chunks, start = [], 0
     for n in sizes:
@@ -53,7 +56,9 @@ def test_rebatch_stops_reading_at_the_limit():
 def test_npz_glob_and_labels(tmp_path):
     for i in range(3):
         np.savez(tmp_path / f"part_{i}.npz", x=np.full((5, 16), i, np.float64), labels=np.arange(5))
-    batches = list(stream(FilesSource(path="part_*.npz"), _ctx(tmp_path, labels="labels"), batch_size=4, samples=None))
+    batches = list(
+        stream(FilesSource(path="part_*.npz"), _ctx(tmp_path, labels="labels"), batch_size=4, samples=None)
+    )
     assert sum(len(b["x"]) for b in batches) == 15
     assert batches[0]["x"].dtype == np.float32  # float64 converted to the declared dtype
     assert "labels" in batches[0]
@@ -61,10 +66,24 @@ def test_npz_glob_and_labels(tmp_path):
 
 def test_npy_single_input_and_key_mapping(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((6, 16), np.float32))
-    assert sum(len(b["x"]) for b in stream(FilesSource(path="x.npy"), _ctx(tmp_path), batch_size=4, samples=5)) == 5
+    assert (
+        sum(len(b["x"]) for b in stream(FilesSource(path="x.npy"), _ctx(tmp_path), batch_size=4, samples=5))
+        == 5
+    )
     np.savez(tmp_path / "d.npz", images=np.ones((6, 16), np.float32))
-    assert len(next(stream(FilesSource(path="d.npz", keys={"x": "images"}), _ctx(tmp_path),
-                           batch_size=6, samples=None))["x"]) == 6
+    assert (
+        len(
+            next(
+                stream(
+                    FilesSource(path="d.npz", keys={"x": "images"}),
+                    _ctx(tmp_path),
+                    batch_size=6,
+                    samples=None,
+                )
+            )["x"]
+        )
+        == 6
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,7 +117,9 @@ def test_callable_source(model_dir):
 
 
 def test_synthetic_is_seeded_and_respects_int_ranges(tmp_path):
-    resolver = resolver_for(("ids", ["batch", 8]), ("mask", ["batch", 8]), dtypes={"ids": "int64", "mask": "int64"})
+    resolver = resolver_for(
+        ("ids", ["batch", 8]), ("mask", ["batch", 8]), dtypes={"ids": "int64", "mask": "int64"}
+    )
     source = SyntheticSource(seed=3, int_ranges={"ids": (5, 9)})
     first = next(stream(source, _ctx(tmp_path, resolver), batch_size=16, samples=16))
     again = next(stream(source, _ctx(tmp_path, resolver), batch_size=16, samples=16))

@@ -95,11 +95,6 @@ def test_help(cli, command):
         assert word.lower() in text.lower(), f"{word!r} missing from `optcli {command} --help`"
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py: --debug (and OPTCLI_DEBUG=1) is handled in main() but is not an option, so "
-    "no --help mentions it; the top-level help's exit code list also leaves out 4 (internal error)",
-    strict=True,
-)
 def test_help_documents_debug_and_every_exit_code(cli):
     _, out, _ = cli("--help")
     text = " ".join(out.split())
@@ -306,15 +301,10 @@ def test_recipe_validate_with_overrides(cli, write_recipe):
 
     code, _, err = cli("recipe", "validate", path, "--set", "export.opset=12")
     assert code == 2
-    assert f"error: {path}:" in err
+    assert f"error: {path} (--set export.opset): " in err
     assert "field 'export.opset': Input should be greater than or equal to 13 (got 12)" in err
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py recipe_validate: with --set it calls load_recipe, which stops at the first "
-    "problem and says '(and 1 more problem; run `optcli recipe validate`)', the command just run",
-    strict=True,
-)
 def test_recipe_validate_with_overrides_lists_every_problem(cli, write_recipe):
     path = write_recipe(export="export:\n  opset: 99", passes="passes: [fp17]")
     code, _, err = cli("recipe", "validate", path, "--set", "benchmark.iterations=5")

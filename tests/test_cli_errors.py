@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_recipe_text
-from rich.errors import MarkupError
 
 from optcli.cli import main
 
@@ -142,23 +141,12 @@ def test_bad_flags_exit_2(cli, write_recipe, args, expected):
     assert_no_traceback(err)
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py main() prints exc.message as rich markup, so '[v2]' in a path is "
-    "swallowed as a style tag (the file name is misreported)",
-    strict=True,
-)
 def test_file_name_with_brackets_is_reported_verbatim(cli, tmp_path):
     code, _, err = cli("run", tmp_path / "recipe[v2].yaml")
     assert code == 2
     assert "recipe[v2].yaml: recipe file does not exist" in err
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py main() prints exc.message as rich markup; '[/...]' in it raises "
-    "rich.errors.MarkupError from the error handler: a traceback and exit 1 instead of exit 2",
-    strict=True,
-    raises=(MarkupError, AssertionError),
-)
 def test_markup_like_text_in_a_message_does_not_crash(cli, tmp_path):
     code, _, err = cli("run", tmp_path / "a[/b]" / "recipe.yaml")
     assert code == 2
@@ -196,8 +184,9 @@ def test_bad_model_source_exits_2(cli, write_recipe, model_dir, source, expected
     assert error_report(out)["stages"] == []
 
 
-def test_missing_attribute_lists_what_the_module_defines(cli, write_recipe):
-    code, _, err = cli("run", model_recipe(write_recipe, "models.py:make_three_layer"), "-o", "out")
+def test_missing_attribute_lists_what_the_module_defines(cli, write_recipe, model_dir):
+    path = model_recipe(write_recipe, "models.py:make_three_layer")
+    code, _, err = cli("run", path, "-o", model_dir / "out")
     assert code == 2
     assert "make_two_layer" in err and "not_a_module" in err
 
@@ -246,11 +235,6 @@ def test_debug_env_variable_shows_traceback(cli, write_recipe, monkeypatch):
     assert err.rstrip().endswith("expected a torch.nn.Module")
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/userimport.py _import_file catches only ModuleNotFoundError, so a SyntaxError "
-    "in the user's model file is reported as 'internal error ... please report it' with exit 4",
-    strict=True,
-)
 def test_syntax_error_in_model_file_is_bad_input(cli, write_recipe, model_dir):
     (model_dir / "broken.py").write_text("import torch\n\ndef make(:\n    pass\n")
     code, _, err = cli("run", model_recipe(write_recipe, "broken.py:make"), "-o", model_dir / "out")
@@ -259,11 +243,6 @@ def test_syntax_error_in_model_file_is_bad_input(cli, write_recipe, model_dir):
     assert "internal error" not in err
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/loading.py load_torch_model catches only TypeError from the user's factory; "
-    "any other exception it raises ends as 'internal error' with exit 4",
-    strict=True,
-)
 def test_model_factory_that_raises_is_bad_input(cli, write_recipe, model_dir):
     (model_dir / "raising.py").write_text("def make():\n    raise ValueError('hidden size must be even')\n")
     code, _, err = cli("run", model_recipe(write_recipe, "raising.py:make"), "-o", model_dir / "out")
@@ -511,12 +490,6 @@ def test_interrupt_exits_130_and_leaves_no_partial_export(cli, write_recipe, mod
     assert error_report(out)["stages"][-1]["name"] == "load"
 
 
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py main(): Typer's Command.main turns KeyboardInterrupt into Exit(130) and "
-    "returns 130 (standalone_mode=False) before main() sees it, so the 'except KeyboardInterrupt' branch "
-    "and its 'interrupted' message are dead code: Ctrl-C exits 130 silently",
-    strict=True,
-)
 def test_interrupt_says_so(cli, write_recipe, model_dir, monkeypatch):
     interrupt_export(monkeypatch)
     code, _, err = cli("run", write_recipe(export=FAST_EXPORT), "--out", model_dir / "out")
@@ -594,11 +567,6 @@ def test_missing_optional_package_exits_3(cli, write_recipe, model_dir):
 
 
 @pytest.mark.skipif(_has_torchvision(), reason="needs a machine without torchvision")
-@pytest.mark.xfail(
-    reason="BUG: optcli/cli.py main() prints exc.hint as rich markup, so the install hint "
-    "\"pip install 'optcli[vision]'\" is shown as \"pip install 'optcli'\" (the extra is eaten as a tag)",
-    strict=True,
-)
 def test_missing_optional_package_hint_is_printed_verbatim(cli, write_recipe, model_dir):
     code, _, err = cli("run", write_recipe(model=VISION_MODEL), "--out", model_dir / "out")
     assert code == 3

@@ -23,8 +23,15 @@ def _model(model_dir, source: str, **kwargs):
 def test_export_has_dynamic_batch_and_matches_torch(model_dir, tmp_path, exporter):
     model = _model(model_dir, "models.py:make_two_layer")
     resolver = resolver_for(("x", ["batch", 16]))
-    result = export_onnx(model, resolver, tmp_path / "m.onnx", exporter=exporter, opset=18,
-                         output_names=["logits"], external_data=None)
+    result = export_onnx(
+        model,
+        resolver,
+        tmp_path / "m.onnx",
+        exporter=exporter,
+        opset=18,
+        output_names=["logits"],
+        external_data=None,
+    )
     graph = onnx.load(str(result.path)).graph
     assert [o.name for o in graph.output] == ["logits"]
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic, not a fixed size
@@ -38,14 +45,26 @@ def test_export_has_dynamic_batch_and_matches_torch(model_dir, tmp_path, exporte
 
 def test_two_inputs_shared_dynamic_dim_and_dict_outputs(model_dir, tmp_path):
     model = _model(model_dir, "models.py:make_two_inputs")
-    resolver = resolver_for(("tokens", ["batch", "seq", 8]), ("mask", ["batch", "seq"]),
-                            dims={"batch": (1, 2, 8), "seq": (2, 16, 64)})
-    result = export_onnx(model, resolver, tmp_path / "m.onnx", exporter="dynamo", opset=18,
-                         output_names=None, external_data=None)
+    resolver = resolver_for(
+        ("tokens", ["batch", "seq", 8]),
+        ("mask", ["batch", "seq"]),
+        dims={"batch": (1, 2, 8), "seq": (2, 16, 64)},
+    )
+    result = export_onnx(
+        model,
+        resolver,
+        tmp_path / "m.onnx",
+        exporter="dynamo",
+        opset=18,
+        output_names=None,
+        external_data=None,
+    )
     assert result.output_names == ["output_0", "output_1"]
     rng = np.random.default_rng(0)
-    feeds = {"tokens": rng.standard_normal((3, 40, 8)).astype(np.float32),
-             "mask": (rng.random((3, 40)) > 0.3).astype(np.float32)}
+    feeds = {
+        "tokens": rng.standard_normal((3, 40, 8)).astype(np.float32),
+        "mask": (rng.random((3, 40)) > 0.3).astype(np.float32),
+    }
     pooled, hidden = run_onnx(result.path, feeds)
     ref_pooled, ref_hidden = run_torch(model, resolver, feeds)
     assert hidden.shape == (3, 40, 8)
@@ -55,12 +74,20 @@ def test_two_inputs_shared_dynamic_dim_and_dict_outputs(model_dir, tmp_path):
 def test_external_data_on_request(model_dir, tmp_path):
     model = _model(model_dir, "models.py:make_two_layer", kwargs={"hidden": 512})
     resolver = resolver_for(("x", ["batch", 16]))
-    result = export_onnx(model, resolver, tmp_path / "m.onnx", exporter="dynamo", opset=18,
-                         output_names=None, external_data=True)
+    result = export_onnx(
+        model,
+        resolver,
+        tmp_path / "m.onnx",
+        exporter="dynamo",
+        opset=18,
+        output_names=None,
+        external_data=True,
+    )
     assert (tmp_path / "m.onnx.data").stat().st_size > 512 * 16 * 4
     x = np.ones((2, 16), np.float32)
-    np.testing.assert_allclose(run_onnx(result.path, {"x": x})[0], run_torch(model, resolver, {"x": x})[0],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        run_onnx(result.path, {"x": x})[0], run_torch(model, resolver, {"x": x})[0], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_torchscript_and_pt2_sources_load_and_export(model_dir, tmp_path):
@@ -71,13 +98,31 @@ def test_torchscript_and_pt2_sources_load_and_export(model_dir, tmp_path):
     resolver = resolver_for(("x", ["batch", 16]))
     for name in ("m.ts", "m.pt2"):
         loaded = _model(tmp_path, name)
-        out = export_onnx(loaded, resolver, tmp_path / f"{name}.onnx", exporter="dynamo", opset=18,
-                          output_names=None, external_data=None)
+        out = export_onnx(
+            loaded,
+            resolver,
+            tmp_path / f"{name}.onnx",
+            exporter="dynamo",
+            opset=18,
+            output_names=None,
+            external_data=None,
+        )
         feeds = {"x": x.numpy()}
-        np.testing.assert_allclose(run_onnx(out.path, feeds)[0], eager(x).detach().numpy(), rtol=1e-4, atol=1e-5)
-    assert "TorchScript" in export_onnx(_model(tmp_path, "m.ts"), resolver, tmp_path / "again.onnx",
-                                        exporter="dynamo", opset=18, output_names=None,
-                                        external_data=None).notes[0]
+        np.testing.assert_allclose(
+            run_onnx(out.path, feeds)[0], eager(x).detach().numpy(), rtol=1e-4, atol=1e-5
+        )
+    assert (
+        "TorchScript"
+        in export_onnx(
+            _model(tmp_path, "m.ts"),
+            resolver,
+            tmp_path / "again.onnx",
+            exporter="dynamo",
+            opset=18,
+            output_names=None,
+            external_data=None,
+        ).notes[0]
+    )
 
 
 def test_checkpoint_is_applied(model_dir, tmp_path):

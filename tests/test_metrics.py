@@ -33,7 +33,10 @@ def test_non_finite_candidate_is_counted_not_hidden():
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(np.float64, (6, 5), elements=st.floats(-100, 100)), arrays(np.float64, (6, 5), elements=st.floats(-1, 1)))
+@given(
+    arrays(np.float64, (6, 5), elements=st.floats(-100, 100)),
+    arrays(np.float64, (6, 5), elements=st.floats(-1, 1)),
+)
 def test_streaming_equals_whole(ref, noise):
     whole, parts = OutputAccumulator(), OutputAccumulator()
     whole.update(ref, ref + noise)
@@ -56,8 +59,10 @@ def test_class_metrics_with_labels():
     assert result["accuracy_drop"] == pytest.approx(1 / 3)
 
 
-@pytest.mark.parametrize(("expr", "value", "passed"),
-                         [(">= 0.99", 0.995, True), ("<= 0.01", 0.02, False), ("> 2", 2.0, False), ("< 1e-3", 1e-4, True)])
+@pytest.mark.parametrize(
+    ("expr", "value", "passed"),
+    [(">= 0.99", 0.995, True), ("<= 0.01", 0.02, False), ("> 2", 2.0, False), ("< 1e-3", 1e-4, True)],
+)
 def test_gates(expr, value, passed):
     result = evaluate("validate.cosine", "ort", value, expr)
     assert result.passed is passed

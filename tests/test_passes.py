@@ -14,8 +14,11 @@ from optcli.recipe.models import ModelSection
 
 MODELS = {
     "cnn": ("models.py:make_cnn", [("x", ["batch", 3, 16, 16])], {"batch": (1, 2, 8)}),
-    "two_inputs": ("models.py:make_two_inputs", [("tokens", ["batch", "seq", 8]), ("mask", ["batch", "seq"])],
-                   {"batch": (1, 2, 8), "seq": (2, 8, 32)}),
+    "two_inputs": (
+        "models.py:make_two_inputs",
+        [("tokens", ["batch", "seq", 8]), ("mask", ["batch", "seq"])],
+        {"batch": (1, 2, 8), "seq": (2, 8, 32)},
+    ),
 }
 
 
@@ -30,12 +33,22 @@ def exported(tmp_path_factory):
     (folder / "models.py").write_text(MODEL_FILE)
     out = {}
     for name, (source, inputs, dims) in MODELS.items():
-        section = ModelSection(source=source, inputs=[{"name": n, "shape": s} for n, s in inputs],
-                               dims={d: {"min": lo, "opt": opt, "max": hi} for d, (lo, opt, hi) in dims.items()})
+        section = ModelSection(
+            source=source,
+            inputs=[{"name": n, "shape": s} for n, s in inputs],
+            dims={d: {"min": lo, "opt": opt, "max": hi} for d, (lo, opt, hi) in dims.items()},
+        )
         model = load_torch_model(section, folder)
         resolver = resolver_for(*inputs, dims=dims)
-        result = export_onnx(model, resolver, folder / f"{name}.onnx", exporter="dynamo", opset=18,
-                             output_names=None, external_data=None)
+        result = export_onnx(
+            model,
+            resolver,
+            folder / f"{name}.onnx",
+            exporter="dynamo",
+            opset=18,
+            output_names=None,
+            external_data=None,
+        )
         out[name] = (result.path, model, resolver)
     yield out
     for key in [m for m in sys.modules if m.startswith("optcli_user_models")]:
@@ -44,8 +57,10 @@ def exported(tmp_path_factory):
 
 def _feeds(resolver, seed=3):
     rng = np.random.default_rng(seed)
-    return {spec.name: rng.standard_normal(resolver.shape(spec, resolver.sizes(batch_size=4))).astype(np.float32)
-            for spec in resolver.inputs}
+    return {
+        spec.name: rng.standard_normal(resolver.shape(spec, resolver.sizes(batch_size=4))).astype(np.float32)
+        for spec in resolver.inputs
+    }
 
 
 @pytest.mark.parametrize("pass_name", sorted(PASSES))

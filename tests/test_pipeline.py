@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 def example_report(tmp_path_factory):
     """The README's example recipe, with a shorter benchmark."""
     out = tmp_path_factory.mktemp("example")
-    recipe = load_recipe(REPO / "recipes" / "example.yaml",
-                         ["benchmark.iterations=20", "benchmark.warmup=2", "benchmark.batch_sizes=[1]"])
+    recipe = load_recipe(
+        REPO / "recipes" / "example.yaml",
+        ["benchmark.iterations=20", "benchmark.warmup=2", "benchmark.batch_sizes=[1]"],
+    )
     report = run_recipe(recipe, out, SilentUI())
     return out, report.to_dict()
 
@@ -57,7 +59,9 @@ def test_report_contract(example_report):
 
 @pytest.mark.parametrize("precision", ["fp16", "fp8"])
 def test_other_precisions_run(write_recipe, tmp_path, precision):
-    path = write_recipe(quantization=f"quantization: {{precision: {precision}, calibration: {{samples: 16}}}}")
+    path = write_recipe(
+        quantization=f"quantization: {{precision: {precision}, calibration: {{samples: 16}}}}"
+    )
     report = run_recipe(load_recipe(path), tmp_path / "run", SilentUI()).to_dict()
     (engine,) = report["validation"]["engines"]
     assert engine["precision"] == precision
@@ -66,13 +70,16 @@ def test_other_precisions_run(write_recipe, tmp_path, precision):
 
 
 def test_multi_input_model_with_tuple_outputs(write_recipe, tmp_path):
-    path = write_recipe(model="""model:
+    path = write_recipe(
+        model="""model:
   source: models.py:make_two_inputs
   inputs:
     - {name: tokens, shape: [batch, seq, 8]}
     - {name: mask, shape: [batch, seq]}
   dims: {seq: {min: 2, opt: 8, max: 64}}
-  outputs: [pooled, hidden]""", quantization="quantization: {precision: int8, calibration: {samples: 16}}")
+  outputs: [pooled, hidden]""",
+        quantization="quantization: {precision: int8, calibration: {samples: 16}}",
+    )
     report = run_recipe(load_recipe(path), tmp_path / "run", SilentUI()).to_dict()
     (engine,) = report["validation"]["engines"]
     assert set(engine["outputs"]) == {"pooled", "hidden"}
@@ -82,8 +89,10 @@ def test_multi_input_model_with_tuple_outputs(write_recipe, tmp_path):
 def test_identical_calibration_and_validation_data_is_refused(write_recipe, tmp_path):
     from optcli.errors import UserInputError
 
-    path = write_recipe(quantization="quantization: {calibration: {data: {type: synthetic, seed: 5}}}",
-                        validate="validate: {data: {type: synthetic, seed: 5}}")
+    path = write_recipe(
+        quantization="quantization: {calibration: {data: {type: synthetic, seed: 5}}}",
+        validate="validate: {data: {type: synthetic, seed: 5}}",
+    )
     with pytest.raises(UserInputError, match="held-out"):
         run_recipe(load_recipe(path), tmp_path / "run", SilentUI())
 
@@ -95,7 +104,9 @@ def test_interrupt_leaves_no_partial_artifact(write_recipe, tmp_path, monkeypatc
         dst.write_bytes(b"half")  # a partial file in the staging area
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(PASSES, "shape_inference", dataclasses.replace(shape_inference.PASS, apply=interrupted))
+    monkeypatch.setitem(
+        PASSES, "shape_inference", dataclasses.replace(shape_inference.PASS, apply=interrupted)
+    )
     path = write_recipe(passes="passes: [shape_inference]")
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

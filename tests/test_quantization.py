@@ -24,8 +24,15 @@ def cnn(tmp_path_factory):
     section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
     model = load_torch_model(section, folder)
     resolver = resolver_for(("x", ["batch", 3, 16, 16]))
-    path = export_onnx(model, resolver, folder / "cnn.onnx", exporter="dynamo", opset=18, output_names=None,
-                       external_data=None).path
+    path = export_onnx(
+        model,
+        resolver,
+        folder / "cnn.onnx",
+        exporter="dynamo",
+        opset=18,
+        output_names=None,
+        external_data=None,
+    ).path
     return path, model, resolver
 
 
@@ -51,7 +58,7 @@ def _elem_types(path):
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_int8_qdq_keeps_outputs_close(cnn, tmp_path, method):
     dst, details, cos = _quantize(cnn, tmp_path, precision="int8", calibration={"method": method})
-    types, model = _elem_types(dst)
+    types, _model = _elem_types(dst)
     assert onnx.TensorProto.INT8 in types  # per-channel weights stored as int8
     assert details["qdq_nodes"] > 0 and details["calibration_batches"] == 4
     assert details["activations"] == "asymmetric (unsigned)"
@@ -70,7 +77,9 @@ def test_symmetric_activations_for_tensorrt(cnn, tmp_path):
     dst, details, _ = _quantize(cnn, tmp_path, precision="int8", symmetric_activations=True)
     model = onnx.load(str(dst))
     eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-    zero_points = [z for z in model.graph.initializer if z.name.endswith("zero_point") and z.data_type in eight_bit]
+    zero_points = [
+        z for z in model.graph.initializer if z.name.endswith("zero_point") and z.data_type in eight_bit
+    ]
     assert zero_points and all(z.data_type == onnx.TensorProto.INT8 for z in zero_points)
     assert all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)
     assert details["activations"] == "symmetric (signed)"
@@ -79,15 +88,19 @@ def test_symmetric_activations_for_tensorrt(cnn, tmp_path):
 def test_exclusions_by_node_glob_and_op_type(cnn, tmp_path):
     src = cnn[0]
     conv = next(n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv")
-    dst, details, _ = _quantize(cnn, tmp_path, precision="int8",
-                                exclude={"nodes": [conv[:3] + "*"], "op_types": ["Gemm"]})
+    dst, details, _ = _quantize(
+        cnn, tmp_path, precision="int8", exclude={"nodes": [conv[:3] + "*"], "op_types": ["Gemm"]}
+    )
     assert conv in details["excluded_nodes"]
     model = onnx.load(str(dst))
     produced_by = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
         if node.op_type in ("Conv", "Gemm"):
             # no DequantizeLinear feeds an excluded node's activation input
-            assert produced_by.get(node.input[0]) is None or produced_by[node.input[0]].op_type != "DequantizeLinear"
+            assert (
+                produced_by.get(node.input[0]) is None
+                or produced_by[node.input[0]].op_type != "DequantizeLinear"
+            )
 
 
 def test_unmatched_exclusion_is_reported(cnn, tmp_path):

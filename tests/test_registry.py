@@ -17,7 +17,9 @@ from optcli.quantization import QUANTIZERS
 from optcli.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = sorted(m.name for m in pkgutil.walk_packages(optcli.__path__, "optcli.") if m.name != "optcli.__main__")
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(optcli.__path__, "optcli.") if m.name != "optcli.__main__"
+)
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -38,7 +40,9 @@ def test_registries_match_recipe_names():
         assert _literal(kind.config, "engine") == name
     for name, quantizer in QUANTIZERS.items():
         assert quantizer.name == name
-    assert set(QUANTIZERS) == set(get_args(optcli.quantization.QuantizationSettings.model_fields["quantizer"].annotation))
+    assert set(QUANTIZERS) == set(
+        get_args(optcli.quantization.QuantizationSettings.model_fields["quantizer"].annotation)
+    )
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

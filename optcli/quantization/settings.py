@@ -11,7 +11,7 @@ from optcli.calibration.synthetic import SyntheticSource
 from optcli.strict import StrictModel
 
 Precision = Literal["fp32", "fp16", "int8", "fp8"]
-CalibrationMethod = Literal["auto", "minmax", "entropy", "percentile", "distribution"]
+CalibrationMethod = Literal["auto", "minmax", "entropy", "percentile", "mse", "distribution"]
 
 
 class CalibrationSettings(StrictModel):
@@ -26,10 +26,17 @@ class CalibrationSettings(StrictModel):
     batch_size: int = Field(16, ge=1, description="Samples per calibration batch.")
     method: CalibrationMethod = Field(
         "auto",
-        description="Range estimation: minmax, entropy (KL) or percentile; for fp8 also 'distribution' "
-        "(ORT's Gaussian fit, which clips ReLU tails). auto = minmax.",
+        description="Range estimation: minmax, percentile, entropy (KL divergence) or mse (least squared "
+        "error), all derived from one pass of cached statistics; for fp8 also 'distribution' (ORT's "
+        "Gaussian fit, which clips ReLU tails). auto = minmax.",
     )
     percentile: float = Field(99.999, gt=90, le=100, description="Percentile for method: percentile.")
+    cache: bool = Field(
+        True,
+        description="Keep activation statistics in <run folder>/calibration/ and reuse them when the model "
+        "and the data settings (and, for files, their sizes and mtimes) match; another method then "
+        "needs no pass over the data. Turn off when a callable source changes behind the same settings.",
+    )
 
 
 class ExcludeSettings(StrictModel):

@@ -28,8 +28,7 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
 def parse_recipe(text: str, *, source: Path | None = None, overrides: list[str] | None = None) -> Recipe:
     file = str(source) if source else "<recipe>"
     data, lines = _parse_yaml(text, file)
-    for override in overrides or []:
-        apply_override(data, override)
+    _apply_overrides(data, lines, overrides or [])
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -103,7 +102,10 @@ def _recipe_error(exc: ValidationError, file: str, lines: LineMap, data: Any) ->
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''}; run `optcli recipe validate`)"
-    return RecipeError(message, file=file, line=lines.get(known), field=".".join(path) or None)
+    line = lines.get(known)
+    if known in lines and line is None:  # the value came from --set
+        file = f"{file} (--set {'.'.join(known)})"
+    return RecipeError(message, file=file, line=line, field=".".join(path) or None)
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -122,11 +124,14 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
-def all_errors(text: str, *, source: Path | None = None) -> list[RecipeError]:
+def all_errors(
+    text: str, *, source: Path | None = None, overrides: list[str] | None = None
+) -> list[RecipeError]:
     """Every problem in a recipe (for `optcli recipe validate`), not only the first."""
     file = str(source) if source else "<recipe>"
     try:
         data, lines = _parse_yaml(text, file)
+        _apply_overrides(data, lines, overrides or [])
         Recipe.model_validate(data)
     except RecipeError as exc:
         return [exc]
@@ -136,6 +141,24 @@ def all_errors(text: str, *, source: Path | None = None) -> list[RecipeError]:
             for err in exc.errors()
         ]
     return []
+
+
+def _apply_overrides(data: dict[str, Any], lines: LineMap, overrides: list[str]) -> None:
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key.startswith("build.") and "build" not in data:
+            # `--set build.0.threads=4` on a recipe relying on the default build list.
+            from optcli.backends.onnxruntime import OnnxRuntimeConfig
+
+            data["build"] = [
+                OnnxRuntimeConfig().model_dump(exclude_defaults=True) | {"engine": "onnxruntime"}
+            ]
+        apply_override(data, override)
+        # Errors under an overridden field point at --set, not at a recipe line.
+        path = tuple(key.split("."))
+        for known in [k for k in lines if k[: len(path)] == path]:
+            del lines[known]
+        lines[path] = None  # type: ignore[assignment]
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -158,8 +181,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             target.append(value)
         else:
             target[index] = value
-    else:
+    elif isinstance(target, dict):
         target[last] = value
+    else:
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is not a section", file="--set", field=key.strip())
 
 
 def _step(target: Any, part: str, path: list[str], *, next_is_index: bool) -> Any:

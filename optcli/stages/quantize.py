@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
+from optcli.calibration.files import FilesSource, resolve_paths
 from optcli.passes import PASSES
-from optcli.quantization import QUANTIZERS
+from optcli.quantization import QUANTIZERS, CalibrationSettings
+from optcli.quantization.calibrator import CalibrationCache
 from optcli.stages.context import Run
 from optcli.stages.model import compare_with_reference
 
@@ -41,6 +46,8 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
     digests = run.calibration_digests
     names = [spec.name for spec in run.recipe.model.inputs]
     progress = run.ui.progress("calibrating", total=calibration.samples)
+    data_key = calibration_data_key(calibration, ctx)
+    cache_dir = run.workspace.root / "calibration" if calibration.cache else None
 
     def tracked() -> Iterator[dict]:
         for batch in stream(
@@ -51,10 +58,12 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
             yield batch
 
     try:
-        details = QUANTIZERS[settings.quantizer].quantize(source, dst, settings, tracked(), names)
+        details = QUANTIZERS[settings.quantizer].quantize(
+            source, dst, settings, tracked(), names, cache=CalibrationCache(cache_dir, data_key)
+        )
     finally:
         progress.close()
-    details["calibration_samples"] = len(digests)
+    remember_digests(cache_dir, data_key, digests, reused=details.get("statistics_reused", False))
     details["calibration_data"] = calibration.data.model_dump()
     details["synthetic_calibration"] = is_synthetic(calibration.data)
     if details["synthetic_calibration"]:
@@ -66,6 +75,34 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
         run.report.warnings.append(
             f"quantization.exclude.nodes patterns matched no node: {details['unmatched_exclude_patterns']}"
         )
-    digest = hashlib.sha256(b"".join(sorted(digests))).hexdigest()[:16]
-    run.report.provenance["calibration_data_sha256"] = digest
+    run.report.provenance["calibration_data_sha256"] = hashlib.sha256(b"".join(sorted(digests))).hexdigest()[
+        :16
+    ]
     return details
+
+
+def calibration_data_key(calibration: CalibrationSettings, ctx: SourceContext) -> str:
+    """Fingerprint of what calibration reads: source settings and, for files, their sizes and mtimes."""
+    parts = [
+        json.dumps(calibration.data.model_dump(), sort_keys=True),
+        str(calibration.samples),
+        str(calibration.batch_size),
+    ]
+    if isinstance(calibration.data, FilesSource):
+        for path in resolve_paths(calibration.data, ctx):
+            stat = path.stat()
+            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def remember_digests(cache_dir: Path | None, data_key: str, digests: set[bytes], *, reused: bool) -> None:
+    """Keep sample hashes beside cached statistics: a reused cache reads one batch, yet validation
+    must still know every calibration sample to check that the two sets are disjoint."""
+    if cache_dir is None:
+        return
+    path = cache_dir / f"calibration-digests-{data_key}.npy"
+    if reused and path.exists():
+        digests.update(bytes(d) for d in np.load(path))
+    elif digests:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.array(sorted(digests), dtype="S12"))
