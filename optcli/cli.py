@@ -93,6 +93,8 @@ def run(
         render_terminal(data, console)
     failed = report.failed_gates
     verdict = "[green]PASS[/]" if not failed else f"[red]FAIL[/] ({len(failed)} gate(s) failed)"
+    if report.skipped:
+        verdict += f" [yellow]({len(report.skipped)} engine(s) skipped, not run)[/]"
     console.print(f"{verdict}  report: {out_dir / 'report.json'}")
     raise typer.Exit(0 if not failed else 1)
 

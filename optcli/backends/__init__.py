@@ -9,7 +9,10 @@ from pydantic import Field
 
 from optcli.backends.base import Engine, EngineConfig, EngineContext, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
+from optcli.backends.onnxruntime_gpu import OnnxRuntimeGpuConfig, OnnxRuntimeGpuEngine
+from optcli.backends.tensorrt import TensorRTConfig, TensorRTEngine
 from optcli.backends.torch_engine import TorchConfig, TorchEngine
+from optcli.backends.torch_tensorrt_engine import TorchTensorRTConfig, TorchTensorRTEngine
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,19 @@ ENGINES: dict[str, EngineKind] = {
     for kind in (
         EngineKind("onnxruntime", OnnxRuntimeConfig, OnnxRuntimeEngine, "ONNX Runtime, CPU provider"),
         EngineKind("torch", TorchConfig, TorchEngine, "PyTorch eager/compile, CPU/CUDA, torchao INT8/FP8"),
+        EngineKind(
+            "onnxruntime_gpu",
+            OnnxRuntimeGpuConfig,
+            OnnxRuntimeGpuEngine,
+            "ONNX Runtime with the CUDA or TensorRT execution provider",
+        ),
+        EngineKind("tensorrt", TensorRTConfig, TensorRTEngine, "TensorRT plan built from an ONNX artifact"),
+        EngineKind(
+            "torch_tensorrt",
+            TorchTensorRTConfig,
+            TorchTensorRTEngine,
+            "Torch-TensorRT (dynamo), FP32/FP16/BF16, ModelOpt INT8/FP8",
+        ),
     )
 }
 
@@ -38,8 +54,8 @@ def create_engine(config: EngineConfig, context: EngineContext) -> Engine:
     return ENGINES[config.engine].engine(config, context)  # type: ignore[attr-defined]
 
 
-def unavailable(config: EngineConfig) -> Unavailable | None:
-    return ENGINES[config.engine].engine.unavailable(config)  # type: ignore[attr-defined]
+def unavailable(config: EngineConfig, precision: str | None = None) -> Unavailable | None:
+    return ENGINES[config.engine].engine.unavailable(config, precision)  # type: ignore[attr-defined]
 
 
 __all__ = ["ENGINES", "Engine", "EngineContext", "EngineEntry", "Unavailable", "create_engine", "unavailable"]

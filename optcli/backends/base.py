@@ -96,8 +96,11 @@ class Engine(ABC):
         self.close()
 
     @classmethod
-    def unavailable(cls, config: EngineConfig) -> Unavailable | None:
-        """None when this engine can be built here; checked before any expensive stage."""
+    def unavailable(cls, config: EngineConfig, precision: str | None = None) -> Unavailable | None:
+        """None when this engine can be built here; checked before any expensive stage.
+
+        `precision` is the precision of the artifact the engine will run, when known (FP8 needs
+        newer GPUs than FP16)."""
         return None
 
     # -- description --------------------------------------------------------------------

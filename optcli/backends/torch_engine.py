@@ -46,7 +46,7 @@ class TorchEngine(Engine):
     config: TorchConfig
 
     @classmethod
-    def unavailable(cls, config: TorchConfig) -> Unavailable | None:
+    def unavailable(cls, config: TorchConfig, precision: str | None = None) -> Unavailable | None:
         import torch
 
         if config.device == "cuda" and not torch.cuda.is_available():

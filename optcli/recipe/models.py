@@ -141,6 +141,17 @@ class BenchmarkSection(StrictModel):
         return sizes
 
 
+class BaselineSection(StrictModel):
+    """The reference every engine is compared with: the PyTorch model in eager FP32."""
+
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="Where the baseline runs; use cuda to compare GPU engines on the same GPU."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads on CPU. Default: benchmark.threads."
+    )
+
+
 class ReportSection(StrictModel):
     """Where and how results are written."""
 
@@ -174,6 +185,7 @@ class Recipe(StrictModel):
         default_factory=lambda: [OnnxRuntimeConfig()],
         description="Engines to build and compare with the PyTorch eager FP32 baseline.",
     )
+    baseline: BaselineSection = Field(default_factory=BaselineSection)
     skip_unavailable: bool = Field(
         False,
         description="Report build engines that cannot run on this machine (package, GPU or precision "

@@ -45,6 +45,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts += ["", "### Latency", "", _table(BENCHMARK_HEADER, benchmark_rows(report))]
     if report.get("gates"):
         parts += ["", "### Gates", "", _table(GATES_HEADER, gate_rows(report))]
+    if report.get("skipped_engines"):
+        parts += ["", "### Skipped engines (not run, not passed)", ""]
+        parts += [f"- `{s['engine']}`: {s['reason']} (fix: {s['fix']})" for s in report["skipped_engines"]]
     if report.get("warnings"):
         parts += ["", "### Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     return "\n".join(parts) + "\n"

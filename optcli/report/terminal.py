@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from optcli.report.tables import (
@@ -42,5 +43,10 @@ def render_terminal(report: dict[str, Any], console: Console) -> None:
         console.print(_table("Latency", BENCHMARK_HEADER, benchmark_rows(report)))
     if report.get("gates"):
         console.print(_table("Gates", GATES_HEADER, gate_rows(report)))
+    for skipped in report.get("skipped_engines", []):
+        console.print(
+            f"[yellow]skipped:[/] {escape(skipped['engine'])}: {escape(skipped['reason'])} "
+            f"(fix: {escape(skipped['fix'])})"
+        )
     for warning in report.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")

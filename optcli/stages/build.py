@@ -23,6 +23,22 @@ def calibration_batches(run: Run) -> Iterator[Batch]:
     return stream(calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples)
 
 
+def baseline_config(run: Run) -> TorchConfig:
+    """Eager FP32 on the recipe's baseline device; CPU when CUDA is missing and skipping was asked for."""
+    settings = run.recipe.baseline
+    config = TorchConfig(
+        name="pytorch-eager-fp32",
+        device=settings.device,
+        threads=settings.threads or run.recipe.benchmark.threads,
+    )
+    if TorchEngine.unavailable(config) is not None and run.recipe.skip_unavailable:
+        run.report.warnings.append("baseline.device cuda is not available here; the baseline ran on the CPU")
+        config = config.model_copy(update={"device": "cpu"})
+    if settings.device == "cuda" and config.device == "cuda":
+        config = config.model_copy(update={"name": "pytorch-eager-fp32-cuda"})
+    return config
+
+
 def build_stage(run: Run) -> list[Engine]:
     context = EngineContext(
         artifacts=run.artifacts,
@@ -37,9 +53,7 @@ def build_stage(run: Run) -> list[Engine]:
             "calibration_batches": lambda: calibration_batches(run),
         },
     )
-    baseline = TorchEngine(
-        TorchConfig(name="pytorch-eager-fp32", threads=run.recipe.benchmark.threads), context
-    )
+    baseline = TorchEngine(baseline_config(run), context)
     engines: list[Engine] = [baseline]
     with run.stage("build") as record:
         for config in run.runnable_build:
@@ -51,6 +65,10 @@ def build_stage(run: Run) -> list[Engine]:
             raise UserInputError(f"build: engines share a name {labels}; give each a distinct 'name'")
         for engine in engines:
             engine.load()
-        run.report.engines = [{"label": e.label, "baseline": e is baseline, **e.describe()} for e in engines]
+        descriptions = [e.describe() for e in engines]
+        run.report.warnings += [d["precision_warning"] for d in descriptions if d.get("precision_warning")]
+        run.report.engines = [
+            {"label": e.label, "baseline": e is baseline, **d} for e, d in zip(engines, descriptions)
+        ]
         record.details = {"engines": labels}
     return engines

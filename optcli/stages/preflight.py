@@ -11,10 +11,11 @@ from optcli.stages.context import Run
 def preflight_stage(run: Run) -> None:
     """Exit 3 with the fix for the first engine that cannot run, or mark them skipped when asked."""
     check_quantizer(run)
+    check_baseline(run)
     runnable = []
     for index, config in enumerate(run.recipe.build):
         label = config.name or config.engine
-        missing = unavailable(config)
+        missing = unavailable(config, planned_precision(run.recipe, getattr(config, "artifact", None)))
         if missing is None:
             runnable.append(config)
             continue
@@ -24,7 +25,6 @@ def preflight_stage(run: Run) -> None:
                 hint=f"{missing.fix}; see `optcli doctor`, or --skip-unavailable to run the other engines",
             )
         run.report.skipped.append({"engine": label, "reason": missing.reason, "fix": missing.fix})
-        run.report.warnings.append(f"engine '{label}' skipped: {missing.reason}")
     run.runnable_build = runnable
 
 
@@ -42,4 +42,25 @@ def check_quantizer(run: Run) -> None:
     if missing is not None:
         raise MissingDependencyError(
             f"quantization.quantizer '{quantizer.name}': {missing.reason}", hint=missing.fix
+        )
+
+
+def planned_precision(recipe, artifact: str | None) -> str | None:
+    """The precision the named artifact will have, known from the recipe before anything runs."""
+    quantization = recipe.quantization
+    quantized = quantization is not None and quantization.precision != "fp32"
+    if artifact in ("quantized", "final") and quantized:
+        return quantization.precision
+    if artifact in ("optimized", "final") and any(p.name == "fp16" for p in recipe.passes):
+        return "fp16"
+    return "fp32" if artifact else None
+
+
+def check_baseline(run: Run) -> None:
+    from optcli.backends.torch_engine import TorchConfig, TorchEngine
+
+    missing = TorchEngine.unavailable(TorchConfig(device=run.recipe.baseline.device))
+    if missing is not None and not run.recipe.skip_unavailable:
+        raise MissingDependencyError(
+            f"baseline.device: {missing.reason}", hint=f"{missing.fix}; or --skip-unavailable"
         )
