@@ -45,7 +45,7 @@ def test_skip_unavailable_runs_the_rest_and_marks_the_skip(write_recipe, tmp_pat
 @needs_no_gpu
 def test_cuda_baseline_needs_a_gpu_or_falls_back_when_skipping(write_recipe, tmp_path):
     path = write_recipe(baseline="baseline: {device: cuda}")
-    with pytest.raises(MissingDependencyError, match="baseline.device"):
+    with pytest.raises(MissingDependencyError, match=r"baseline\.device"):
         run_recipe(load_recipe(path), tmp_path / "a", SilentUI())
     report = run_recipe(load_recipe(path, ["skip_unavailable=true"]), tmp_path / "b", SilentUI()).to_dict()
     assert any("baseline ran on the CPU" in w for w in report["warnings"])
