@@ -106,3 +106,25 @@ def test_exclusions_by_node_glob_and_op_type(cnn, tmp_path):
 def test_unmatched_exclusion_is_reported(cnn, tmp_path):
     _, details, _ = _quantize(cnn, tmp_path, precision="int8", exclude={"nodes": ["no_such_node*"]})
     assert details["unmatched_exclude_patterns"] == ["no_such_node*"]
+
+
+def test_module_selectors_survive_reexport_with_the_other_exporter(model_dir, tmp_path):
+    """The same `exclude.modules` glob keeps the same layer in FP32 whichever exporter produced the graph."""
+    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
+    model = load_torch_model(section, model_dir)
+    resolver = resolver_for(("x", ["batch", 3, 16, 16]))
+    float_ops = {}
+    for exporter in ("dynamo", "torchscript"):
+        src = export_onnx(model, resolver, tmp_path / f"{exporter}.onnx", exporter=exporter, opset=18,
+                          output_names=None, external_data=None).path
+        dst = tmp_path / f"{exporter}-q.onnx"
+        details = quantize(src, dst, QuantizationSettings(exclude={"modules": ["head"]}), _batches(), ["x"])
+        assert details["excluded_nodes"] and not details["unmatched_exclude_patterns"]
+        graph = onnx.load(str(dst)).graph
+        produced_by = {out: node for node in graph.node for out in node.output}
+        float_ops[exporter] = sorted(
+            node.op_type for node in graph.node
+            if node.op_type in ("Conv", "Gemm", "MatMul")
+            and getattr(produced_by.get(node.input[0]), "op_type", None) != "DequantizeLinear"
+        )
+    assert float_ops["dynamo"] == float_ops["torchscript"] == ["Gemm"]  # the head only; the conv is INT8

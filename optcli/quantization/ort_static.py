@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
+import io
 import logging
 import shutil
 import tempfile
@@ -16,7 +17,9 @@ from optcli.calibration import Batch
 from optcli.onnx_io import load_model, node_precision_counts
 from optcli.quantization.calibrator import CalibrationCache, calibrate
 from optcli.quantization.registry import Quantizer
+from optcli.quantization.selectors import select_nodes
 from optcli.quantization.settings import QuantizationSettings
+from optcli.quiet import quiet_loggers
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,6 @@ def range_overrides(ranges: dict[str, tuple[float, float]], fp8: bool) -> dict[s
     return overrides
 
 
-def matching_nodes(model_path: Path, patterns: list[str]) -> list[str]:
-    """Node names matching any glob; exact names pass through."""
-    if not patterns:
-        return []
-    names = [node.name for node in load_model(model_path, load_external_data=False).graph.node]
-    return sorted({n for n in names for p in patterns if fnmatch.fnmatchcase(n, p)})
-
-
 def quantize(
     src: Path,
     dst: Path,
@@ -96,10 +91,11 @@ def quantize(
             model_in = work / "preprocessed.onnx"
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
         # Match exclusions on the model ORT quantizes: pre-processing fuses and renames nodes.
-        excluded = matching_nodes(model_in, settings.exclude.nodes)
-        unmatched = [
-            p for p in settings.exclude.nodes if not any(fnmatch.fnmatchcase(n, p) for n in excluded)
-        ]
+        excluded, unmatched = select_nodes(
+            load_model(model_in, load_external_data=False),
+            names=settings.exclude.nodes,
+            modules=settings.exclude.modules,
+        )
         extra_options: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
         details: dict[str, Any] = {}
         if method == "distribution":  # ORT's native FP8 calibration, kept for comparison
@@ -120,20 +116,22 @@ def quantize(
             # overridden, so one replayed batch satisfies it without re-reading the data.
             reader = _replay(calibration.first_batch)
             calibrate_method = CalibrationMethod.Distribution if fp8 else CalibrationMethod.MinMax
-        quantize_static(
-            str(model_in),
-            str(dst),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=settings.per_channel,
-            activation_type=activation,
-            weight_type=weight,
-            calibrate_method=calibrate_method,
-            op_types_to_quantize=_op_types(settings),
-            nodes_to_exclude=excluded,
-            extra_options=extra_options,
-            calibration_providers=["CPUExecutionProvider"],
-        )
+        # ORT prints calibration progress to stdout and logs its FP8 opset upgrade on the root logger.
+        with contextlib.redirect_stdout(io.StringIO()), quiet_loggers(""):
+            quantize_static(
+                str(model_in),
+                str(dst),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings.per_channel,
+                activation_type=activation,
+                weight_type=weight,
+                calibrate_method=calibrate_method,
+                op_types_to_quantize=_op_types(settings),
+                nodes_to_exclude=excluded,
+                extra_options=extra_options,
+                calibration_providers=["CPUExecutionProvider"],
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     counts = node_precision_counts(load_model(dst, load_external_data=False))

@@ -49,6 +49,11 @@ class ExcludeSettings(StrictModel):
         default_factory=list,
         description="ONNX node names or globs ('*/attention/*') never quantized.",
     )
+    modules: list[str] = Field(
+        default_factory=list,
+        description="PyTorch module paths or globs as in named_modules() ('layer4.*', '*.attention.*'): "
+        "every node exported from them stays in floating point. Survives re-export.",
+    )
 
 
 class QuantizationSettings(StrictModel):

@@ -12,9 +12,11 @@ import numpy as np
 
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
 from optcli.calibration.files import FilesSource, resolve_paths
+from optcli.onnx_io import load_model
 from optcli.passes import PASSES
 from optcli.quantization import QUANTIZERS, CalibrationSettings
 from optcli.quantization.calibrator import CalibrationCache
+from optcli.quantization.summary import precision_by_op
 from optcli.stages.context import Run
 from optcli.stages.model import compare_with_reference
 
@@ -34,6 +36,7 @@ def quantize_stage(run: Run) -> None:
         else:
             record.details = calibrate_and_quantize(run, source, tmp)
         record.details["vs_pytorch"] = compare_with_reference(run, tmp, settings.precision)
+        record.details["precision_by_op"] = precision_by_op(load_model(tmp, load_external_data=False))
         record.artifact = str(run.workspace.path("quantized.onnx"))
     run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
     run.precisions["quantized"] = settings.precision
@@ -73,7 +76,7 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
         )
     if details["unmatched_exclude_patterns"]:
         run.report.warnings.append(
-            f"quantization.exclude.nodes patterns matched no node: {details['unmatched_exclude_patterns']}"
+            f"quantization.exclude patterns matched no node: {details['unmatched_exclude_patterns']}"
         )
     run.report.provenance["calibration_data_sha256"] = hashlib.sha256(b"".join(sorted(digests))).hexdigest()[
         :16
