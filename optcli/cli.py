@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from optcli.console import console
+from optcli.errors import RecipeError
 
 app = typer.Typer(
     name="optcli",
@@ -111,10 +112,57 @@ def _plan(recipe) -> list[str]:
     return steps
 
 
+@app.command()
+def diagnose(
+    recipe: RecipePath,
+    overrides: SetOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder. Default: runs/<name>-diagnose.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many of the worst layers to show.")] = 10,
+) -> None:
+    """Rank the quantized model's layers by the error each adds (SQNR vs FP32, on validation data).
+
+    Runs load, export, passes and quantization (reusing cached calibration statistics), then
+    compares FP32 and quantized intermediate activations. Exclude the worst with
+    `quantization.exclude.modules`, or let `quantization.accuracy` do it automatically.
+    """
+    from rich.table import Table
+
+    from optcli.console import RichUI
+    from optcli.pipeline import run_recipe
+    from optcli.recipe import load_recipe
+
+    loaded = load_recipe(recipe, [*(overrides or []), "quantization.diagnose=true"])
+    if loaded.quantization is None or loaded.quantization.precision not in ("int8", "fp8"):
+        raise RecipeError(
+            "diagnose needs quantization.precision int8 or fp8", file=str(recipe), field="quantization"
+        )
+    out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name).with_name(
+        f"{loaded.name}-diagnose"
+    )
+    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True)
+    layers = report.quantization.get("diagnosis", [])
+    table = Table(title=f"Worst layers (of {len(layers)}), by the noise each adds", title_justify="left")
+    for column in ("node", "op", "module", "output SQNR dB", "added noise", "weight SQNR dB"):
+        table.add_column(column, justify="left" if column in ("node", "op", "module") else "right")
+    for layer in layers[:top]:
+        weight = layer["weight_sqnr_db"]
+        table.add_row(
+            escape(layer["node"]),
+            layer["op_type"],
+            escape(layer["module"] or "-"),
+            f"{layer['sqnr_db']:.1f}",
+            f"{layer['added_noise']:.2e}",
+            "-" if weight is None else f"{weight:.1f}",
+        )
+    console.print(table)
+    console.print(f"report: {out_dir / 'report.json'}")
+
+
 @recipe_app.command("validate")
 def recipe_validate(recipe: RecipePath, overrides: SetOption = None) -> None:
     """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field."""
-    from optcli.errors import RecipeError
     from optcli.recipe import all_errors
 
     if not recipe.is_file():

@@ -21,8 +21,10 @@ from optcli.stages.quantize import quantize_stage
 from optcli.workspace import Workspace
 
 
-def run_recipe(recipe: Recipe, out_dir: Path, ui: UI) -> RunReport:
-    """Run every stage; the report is written even when a stage raises (status 'error')."""
+def run_recipe(recipe: Recipe, out_dir: Path, ui: UI, *, through_quantization: bool = False) -> RunReport:
+    """Run every stage (or stop after quantization, for `optcli diagnose`).
+
+    The report is written even when a stage raises (status 'error')."""
     workspace = Workspace(out_dir).prepare()
     resolved = recipe.model_dump(mode="json", by_alias=True)
     report = RunReport(
@@ -37,18 +39,19 @@ def run_recipe(recipe: Recipe, out_dir: Path, ui: UI) -> RunReport:
     run = Run(recipe, workspace, ui, report, ShapeResolver(model.inputs, model.dims, model.batch_dim))
     try:
         report.environment = environment.describe()
-        preflight_stage(run)
+        preflight_stage(run, engines=not through_quantization)
         load_stage(run)
         export_stage(run)
         passes_stage(run)
         quantize_stage(run)
-        engines = build_stage(run)
-        try:
-            validate_stage(run, engines)
-            benchmark_stage(run, engines)
-        finally:
-            for engine in engines:
-                engine.close()
+        if not through_quantization:
+            engines = build_stage(run)
+            try:
+                validate_stage(run, engines)
+                benchmark_stage(run, engines)
+            finally:
+                for engine in engines:
+                    engine.close()
         report.status = "finished"
     except BaseException:
         report.status = "error"

@@ -49,6 +49,29 @@ class SmallCNN(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean((2, 3)))
 
 
+class OutlierMLP(nn.Module):
+    """Built to break per-tensor INT8: one hidden unit of `mid` is ~1000x larger than the rest, so
+    quantizing that tensor with one scale flattens the other units (the classes depend on them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(16, 64)
+        self.mid = nn.Linear(64, 64)
+        self.out = nn.Linear(64, 4)
+        with torch.no_grad():
+            self.mid.weight[0] *= 1000.0
+            self.mid.bias[0] = 1000.0
+            self.out.weight[:, 0] = 0.0  # the outlier unit carries no class signal
+
+    def forward(self, x):
+        return self.out(torch.relu(self.mid(torch.relu(self.inp(x)))))
+
+
+def make_outlier_mlp():
+    torch.manual_seed(0)
+    return OutlierMLP().eval()
+
+
 def make_two_layer(hidden: int = 32):
     torch.manual_seed(0)
     return TwoLayer(hidden).eval()

@@ -37,7 +37,10 @@ def cli(monkeypatch, capsys):
 
 
 HELP = {
-    "optcli": ([], ["run", "recipe", "version", "Exit codes", "1 a gate failed", "2 bad input"]),
+    "optcli": (
+        [],
+        ["run", "recipe", "version", "diagnose", "doctor", "Exit codes", "1 a gate failed", "2 bad input"],
+    ),
     "run": (
         ["run"],
         [
@@ -59,6 +62,7 @@ HELP = {
     "recipe init": (["recipe", "init"], ["--model", "--input", "-i", "--output", "-o", "--name", "--force"]),
     "version": (["version"], ["version"]),
     "doctor": (["doctor"], ["--json"]),
+    "diagnose": (["diagnose"], ["RECIPE", "--set", "--out", "--top", "quantization.accuracy"]),
 }
 
 

@@ -561,7 +561,7 @@ def test_missing_optional_package_exits_3(cli, write_recipe, model_dir):
     out = model_dir / "out"
     code, _, err = cli("run", write_recipe(model=VISION_MODEL), "--out", out)
     assert code == 3
-    assert "Python package 'torchvision.models' is not installed (needed for the ResNet-50 example)" in err
+    assert "Python package 'torchvision' is not installed (needed for the ResNet-50 example)" in err
     assert "hint: pip install" in err and "torchvision" in err
     assert_no_traceback(err)
 

@@ -115,15 +115,23 @@ def test_module_selectors_survive_reexport_with_the_other_exporter(model_dir, tm
     resolver = resolver_for(("x", ["batch", 3, 16, 16]))
     float_ops = {}
     for exporter in ("dynamo", "torchscript"):
-        src = export_onnx(model, resolver, tmp_path / f"{exporter}.onnx", exporter=exporter, opset=18,
-                          output_names=None, external_data=None).path
+        src = export_onnx(
+            model,
+            resolver,
+            tmp_path / f"{exporter}.onnx",
+            exporter=exporter,
+            opset=18,
+            output_names=None,
+            external_data=None,
+        ).path
         dst = tmp_path / f"{exporter}-q.onnx"
         details = quantize(src, dst, QuantizationSettings(exclude={"modules": ["head"]}), _batches(), ["x"])
         assert details["excluded_nodes"] and not details["unmatched_exclude_patterns"]
         graph = onnx.load(str(dst)).graph
         produced_by = {out: node for node in graph.node for out in node.output}
         float_ops[exporter] = sorted(
-            node.op_type for node in graph.node
+            node.op_type
+            for node in graph.node
             if node.op_type in ("Conv", "Gemm", "MatMul")
             and getattr(produced_by.get(node.input[0]), "op_type", None) != "DequantizeLinear"
         )

@@ -240,11 +240,11 @@ def test_unknown_pass_name_lists_known_names(write_recipe):
 
 
 def test_unknown_engine_lists_known_engines(write_recipe):
-    path = write_recipe(build="build:\n  - engine: onnxruntime\n  - engine: tensorrt")
+    path = write_recipe(build="build:\n  - engine: onnxruntime\n  - engine: tensorrtx")
     err = load_error(path)
-    assert_located(err, path, line_of(path.read_text(), "tensorrt"), "build.1")
-    assert "'tensorrt'" in err.message
-    assert "'onnxruntime'" in err.message and "'torch'" in err.message
+    assert_located(err, path, line_of(path.read_text(), "tensorrtx"), "build.1")
+    assert "'tensorrtx'" in err.message
+    assert "'onnxruntime'" in err.message and "'torch'" in err.message and "'tensorrt'" in err.message
 
 
 def test_unknown_data_source_type_lists_known_types(write_recipe):

@@ -90,6 +90,9 @@ def quantize(
         if settings.preprocess:
             model_in = work / "preprocessed.onnx"
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+            if cache and cache.directory:  # diagnosis compares against the graph ORT really quantized
+                cache.directory.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(model_in, cache.directory / "quantizer-input.onnx")
         # Match exclusions on the model ORT quantizes: pre-processing fuses and renames nodes.
         excluded, unmatched = select_nodes(
             load_model(model_in, load_external_data=False),
@@ -137,6 +140,9 @@ def quantize(
     counts = node_precision_counts(load_model(dst, load_external_data=False))
     return {
         "quantizer": "onnxruntime",
+        "quantizer_input": str(cache.directory / "quantizer-input.onnx")
+        if settings.preprocess and cache and cache.directory
+        else str(src),
         "precision": settings.precision,
         "calibration_method": method,
         "activations": "symmetric (signed)" if symmetric else "asymmetric (unsigned)",

@@ -56,6 +56,22 @@ class ExcludeSettings(StrictModel):
     )
 
 
+class AccuracyTarget(StrictModel):
+    """Automatic recovery: keep the most damaging layers in FP32 until the metric is within max_drop."""
+
+    metric: Literal["accuracy", "top1_agreement", "cosine"] = Field(
+        "top1_agreement",
+        description="accuracy (needs labels in validate.data), top1_agreement or cosine vs FP32 baseline.",
+    )
+    max_drop: float = Field(
+        0.01, ge=0, description="Allowed drop: accuracy vs the baseline's, or 1 - metric."
+    )
+    max_trials: int = Field(8, ge=1, description="At most this many re-quantize + re-validate trials.")
+    time_budget_s: float = Field(600, gt=0, description="Stop starting trials after this many seconds.")
+    samples: int = Field(256, ge=1, description="Validation samples each trial is measured on.")
+    diagnose_batches: int = Field(2, ge=1, description="Batches used to rank layers by the error they add.")
+
+
 class QuantizationSettings(StrictModel):
     """Post-training quantization (static Q/DQ) or FP16 conversion of the optimized ONNX model."""
 
@@ -63,7 +79,11 @@ class QuantizationSettings(StrictModel):
         "int8",
         description="fp32 (skip), fp16 (convert), int8 or fp8 (E4M3, static Q/DQ with calibration).",
     )
-    quantizer: Literal["onnxruntime"] = Field("onnxruntime", description="Which library inserts Q/DQ nodes.")
+    quantizer: Literal["onnxruntime", "modelopt"] = Field(
+        "onnxruntime",
+        description="Which library inserts Q/DQ nodes: onnxruntime (the default for ORT targets) or "
+        "modelopt (NVIDIA ModelOpt: the Q/DQ placement TensorRT expects; optional extra).",
+    )
     per_channel: bool = Field(True, description="Per-output-channel weight scales (better accuracy).")
     symmetric_activations: bool = Field(
         False,
@@ -79,6 +99,10 @@ class QuantizationSettings(StrictModel):
         True, description="Run ORT's quantization pre-processing (shape inference, fusions)."
     )
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    accuracy: AccuracyTarget | None = Field(
+        None, description="Recover accuracy automatically when the quantized model misses this target."
+    )
+    diagnose: bool = Field(False, description="Add the per-layer error ranking to the report.")
 
     @model_validator(mode="after")
     def _method_fits_precision(self) -> QuantizationSettings:

@@ -26,6 +26,7 @@ class RunReport:
     provenance: dict[str, Any] = field(default_factory=dict)
     stages: list[StageRecord] = field(default_factory=list)
     engines: list[dict[str, Any]] = field(default_factory=list)
+    quantization: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
@@ -52,6 +53,7 @@ class RunReport:
             "provenance": self.provenance,
             "stages": [vars(s) for s in self.stages],
             "engines": self.engines,
+            "quantization": self.quantization,
             "validation": self.validation,
             "benchmark": self.benchmark,
             "gates": [g.to_dict() for g in self.gates],

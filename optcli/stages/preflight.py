@@ -8,9 +8,11 @@ from optcli.quantization import QUANTIZERS
 from optcli.stages.context import Run
 
 
-def preflight_stage(run: Run) -> None:
+def preflight_stage(run: Run, *, engines: bool = True) -> None:
     """Exit 3 with the fix for the first engine that cannot run, or mark them skipped when asked."""
     check_quantizer(run)
+    if not engines:
+        return
     check_baseline(run)
     runnable = []
     for index, config in enumerate(run.recipe.build):

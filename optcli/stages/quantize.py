@@ -18,7 +18,7 @@ from optcli.quantization import QUANTIZERS, CalibrationSettings
 from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.summary import precision_by_op
 from optcli.stages.context import Run
-from optcli.stages.model import compare_with_reference
+from optcli.stages.recover import diagnose_stage_model, recover_accuracy
 
 
 def quantize_stage(run: Run) -> None:
@@ -35,8 +35,18 @@ def quantize_stage(run: Run) -> None:
             record.details = {"summary": fp16.apply(source, tmp, fp16.options())}
         else:
             record.details = calibrate_and_quantize(run, source, tmp)
-        record.details["vs_pytorch"] = compare_with_reference(run, tmp, settings.precision)
+        if settings.accuracy is not None and settings.precision in ("int8", "fp8"):
+            record.details["recovery"] = recover_accuracy(run, source, tmp, record.details)
+        if settings.diagnose and settings.precision in ("int8", "fp8"):
+            float_model = Path(record.details.get("quantizer_input") or source)
+            layers = diagnose_stage_model(run, float_model, tmp, 2)
+            record.details["diagnosis"] = [layer.to_dict() for layer in layers]
         record.details["precision_by_op"] = precision_by_op(load_model(tmp, load_external_data=False))
+        run.report.quantization = {
+            key: record.details[key]
+            for key in ("precision_by_op", "recovery", "diagnosis")
+            if key in record.details
+        }
         record.artifact = str(run.workspace.path("quantized.onnx"))
     run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
     run.precisions["quantized"] = settings.precision
@@ -67,6 +77,7 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
     finally:
         progress.close()
     remember_digests(cache_dir, data_key, digests, reused=details.get("statistics_reused", False))
+    details["calibration_key"] = data_key
     details["calibration_data"] = calibration.data.model_dump()
     details["synthetic_calibration"] = is_synthetic(calibration.data)
     if details["synthetic_calibration"]:
