@@ -126,3 +126,38 @@ def test_synthetic_is_seeded_and_respects_int_ranges(tmp_path):
     np.testing.assert_array_equal(first["ids"], again["ids"])
     assert first["ids"].min() >= 5 and first["ids"].max() < 9
     assert (first["mask"] == 1).all()
+
+
+def test_image_folder_with_preprocessing_and_folder_labels(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    from optcli.calibration.images import ImagesSource
+
+    for label, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(3):
+            image.new("RGB", (40 + i, 30), color).save(tmp_path / "imgs" / label / f"{i}.png")
+    resolver = resolver_for(("pixels", ["batch", 3, 16, 16]))
+    source = ImagesSource(
+        path="imgs",
+        resize=20,
+        crop=16,
+        mean=[0.5, 0.5, 0.5],
+        std=[0.5, 0.5, 0.5],
+        labels_from_folders=True,
+        chunk=4,
+    )
+    batches = list(stream(source, _ctx(tmp_path, resolver, labels="labels"), batch_size=6, samples=None))
+    (batch,) = batches
+    assert batch["pixels"].shape == (6, 3, 16, 16)
+    np.testing.assert_array_equal(batch["labels"], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_allclose(
+        batch["pixels"][0, :, 8, 8], [1.0, -1.0, -1.0], atol=1e-5
+    )  # red -> (1, -1, -1)
+
+
+def test_image_folder_errors(tmp_path):
+    from optcli.calibration.images import ImagesSource
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="no images"):
+        list(stream(ImagesSource(path="empty"), _ctx(tmp_path), batch_size=2, samples=None))

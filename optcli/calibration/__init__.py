@@ -7,7 +7,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from optcli.calibration import files, python_callable, synthetic
+from optcli.calibration import files, images, python_callable, synthetic
 from optcli.calibration.base import (
     Batch,
     DataSourceKind,
@@ -18,7 +18,7 @@ from optcli.calibration.base import (
 )
 
 SOURCES: dict[str, DataSourceKind] = {
-    module.SOURCE.name: module.SOURCE for module in (files, python_callable, synthetic)
+    module.SOURCE.name: module.SOURCE for module in (files, images, python_callable, synthetic)
 }
 
 DataSource = Annotated[
