@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from optcli.errors import StageError
+from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
 from optcli.strict import StrictModel
 
 ArtifactName = Literal["exported", "optimized", "quantized", "final"]
@@ -30,6 +31,16 @@ class EngineConfig(StrictModel):
     """Fields shared by every `build:` entry."""
 
     name: str | None = Field(None, description="Label in reports and gates. Default: '<engine>-<precision>'.")
+    gates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Gates for this engine only, added to (or replacing, per metric) validate.gates and "
+        "benchmark.gates, e.g. {speedup: '>= 4', top1_agreement: '>= 0.99'}.",
+    )
+
+    @field_validator("gates")
+    @classmethod
+    def _known_gates(cls, gates: dict[str, str]) -> dict[str, str]:
+        return check_gate_names(gates, {**VALIDATION_METRICS, **BENCHMARK_METRICS})
 
 
 @dataclass

@@ -43,7 +43,7 @@ class OpenVINOEngine(Engine):
     config: OpenVINOConfig
 
     @classmethod
-    def unavailable(cls, config: OpenVINOConfig) -> Unavailable | None:
+    def unavailable(cls, config: OpenVINOConfig, precision: str | None = None) -> Unavailable | None:
         if importlib.util.find_spec("openvino") is None:
             return Unavailable("openvino is not installed", "pip install 'optcli[openvino]'")
         return None

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 NUM_BINS = 2048  # even, so bin NUM_BINS // 2 starts at zero
+SAMPLES_PER_RUN = 2
 
 
 @dataclass
@@ -26,18 +27,24 @@ class TensorHistogram:
     maximum: float = -np.inf
 
     def update(self, values: np.ndarray) -> None:
-        values = values[np.isfinite(values)].ravel()
-        if values.size == 0:
-            return
-        low, high = float(values.min()), float(values.max())
+        values = values.ravel()
+        low, high = float(values.min(initial=np.inf)), float(values.max(initial=-np.inf))
+        if not (np.isfinite(low) and np.isfinite(high)):  # rare: filter only when needed
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                return
+            low, high = float(values.min()), float(values.max())
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
         amax = max(abs(low), abs(high))
         if self.bound == 0.0:
             self.bound = amax if amax > 0 else 1e-8
         while amax > self.bound:
             self._double()
-        counts, _ = np.histogram(values, bins=len(self.counts), range=(-self.bound, self.bound))
-        self.counts += counts
+        # Uniform bins: index arithmetic + bincount is ~3x faster than np.histogram's general path.
+        bins = len(self.counts)
+        index = ((values + np.float32(self.bound)) * np.float32(bins / (2 * self.bound))).astype(np.intp)
+        np.clip(index, 0, bins - 1, out=index)
+        self.counts += np.bincount(index, minlength=bins)
 
     def _double(self) -> None:
         # Halve the resolution: bins pair up, and the old range fills the middle half.
@@ -108,10 +115,14 @@ def collect(
     samples = count = 0
     for batch in batches:
         digest_update(batch)
-        outputs = session.run(tensor_names, {n: batch[n] for n in input_names})
-        for name, value in zip(tensor_names, outputs):
-            histograms[name].update(np.asarray(value, dtype=np.float32))
-        samples += len(batch[input_names[0]])
+        size = len(batch[input_names[0]])
+        # Every intermediate tensor comes back at once: run a few samples at a time so peak memory
+        # stays at a few samples' activations whatever the calibration batch size.
+        for start in range(0, size, SAMPLES_PER_RUN):
+            feeds = {n: batch[n][start : start + SAMPLES_PER_RUN] for n in input_names}
+            for name, value in zip(tensor_names, session.run(tensor_names, feeds)):
+                histograms[name].update(np.asarray(value, dtype=np.float32))
+        samples += size
         count += 1
     return ActivationStatistics(histograms, samples, count, "")
 

@@ -9,7 +9,7 @@ from optcli.bench import measure
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
 from optcli.calibration.synthetic import random_batch
 from optcli.errors import UserInputError
-from optcli.gates import evaluate
+from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, evaluate
 from optcli.stages.context import Run
 from optcli.validate import validate_engines
 
@@ -71,11 +71,18 @@ def validate_stage(run: Run, engines: list[Engine]) -> None:
             for r in results
         ],
     }
+    configs = {e.label: e.config for e in engines}
     for result in results:
-        for metric, expr in settings.gates.items():
+        for metric, expr in engine_gates(settings.gates, configs[result.engine], VALIDATION_METRICS).items():
             value = result.metric(metric)
             detail = "" if value is not None else "metric not available (no labels or no class output)"
             run.report.gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail))
+
+
+def engine_gates(shared: dict[str, str], config, family: dict[str, str]) -> dict[str, str]:
+    """The stage's gates, overridden or extended by the engine's own `gates` of the same family."""
+    own = {metric: expr for metric, expr in config.gates.items() if metric in family}
+    return {**shared, **own}
 
 
 def benchmark_stage(run: Run, engines: list[Engine]) -> None:
@@ -108,6 +115,7 @@ def benchmark_stage(run: Run, engines: list[Engine]) -> None:
             progress.close()
         record.details = {"batch_sizes": settings.batch_sizes, "warmup": settings.warmup}
     run.report.benchmark = {"baseline": engines[0].label, "results": [r.to_dict() for r in results]}
+    configs = {e.label: e.config for e in engines}
     for result in results:
         if result.engine == engines[0].label:
             continue
@@ -117,7 +125,7 @@ def benchmark_stage(run: Run, engines: list[Engine]) -> None:
             "p99_ms": result.p99_ms,
             "throughput": result.throughput,
         }
-        for metric, expr in settings.gates.items():
+        for metric, expr in engine_gates(settings.gates, configs[result.engine], BENCHMARK_METRICS).items():
             run.report.gates.append(
                 evaluate(
                     f"benchmark.{metric}",

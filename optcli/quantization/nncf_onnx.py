@@ -1,0 +1,193 @@
+"""INT8 Q/DQ quantization with NNCF (OpenVINO's post-training quantizer) on the ONNX graph.
+
+The result is an ordinary QuantizeLinear/DequantizeLinear ONNX model; OpenVINO turns its Q/DQ pairs
+into FakeQuantize and runs INT8 kernels, ONNX Runtime runs it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from optcli.backends.base import Unavailable
+from optcli.calibration import Batch
+from optcli.onnx_io import load_model, node_precision_counts, save_model
+from optcli.quantization.registry import Quantizer
+from optcli.quantization.selectors import select_nodes
+from optcli.quantization.settings import QuantizationSettings
+from optcli.quiet import quiet_loggers
+
+# Ops that may sit between the attention-score MatMul and its Softmax (scale, mask) or after it.
+_SCORE_CHAIN = {"Add", "Mul", "Div", "Sub", "Where", "Cast", "Reshape", "Dropout", "Identity"}
+_MATMULS = {"MatMul", "Einsum"}
+_ATTENTION_OPS = {"Attention", "MultiHeadAttention", "GroupQueryAttention"}
+
+
+def _has_attention(nodes: list[onnx.NodeProto]) -> bool:
+    """Some Softmax fed by a MatMul (Q·Kᵀ) and feeding a MatMul (·V), a few scale/mask ops apart."""
+    producer = {out: node for node in nodes for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def near_matmul(tensor: str, forward: bool) -> bool:
+        frontier = [tensor]
+        for _ in range(4):
+            found = [
+                n for t in frontier for n in (consumers.get(t, []) if forward else [producer.get(t)]) if n
+            ]
+            if any(n.op_type in _MATMULS for n in found):
+                return True
+            frontier = [
+                t for n in found if n.op_type in _SCORE_CHAIN for t in (n.output if forward else n.input)
+            ]
+        return False
+
+    return any(
+        n.op_type == "Softmax" and near_matmul(n.input[0], False) and near_matmul(n.output[0], True)
+        for n in nodes
+    )
+
+
+def looks_like_transformer(model: onnx.ModelProto) -> bool:
+    """Attention (MatMul -> Softmax -> MatMul, or a fused attention op) plus a normalization
+    (LayerNormalization, or ReduceMean as in decomposed LayerNorm/RMSNorm). A CNN whose head has
+    MatMul, Softmax and global-average-pool ReduceMean does not match: its Softmax feeds no MatMul."""
+    for nodes in [list(model.graph.node), *(list(f.node) for f in model.functions)]:
+        ops = {node.op_type for node in nodes}
+        normalized = bool(ops & {"LayerNormalization", "ReduceMean", "SimplifiedLayerNormalization"})
+        if normalized and (ops & _ATTENTION_OPS or _has_attention(nodes)):
+            return True
+    return False
+
+
+def _materialize(batches: Iterator[Batch], input_names: list[str], samples: int) -> tuple[list[dict], int]:
+    """Up to `samples` single-sample feeds. NNCF iterates its dataset more than once (statistics,
+    then bias correction), so a one-shot stream cannot be handed over; and one sample per item
+    makes NNCF's subset_size count samples and keeps its statistics per sample (NNCF warns that
+    batched statistics are inaccurate for transformers)."""
+    items: list[dict] = []
+    seen = 0
+    for batch in batches:
+        seen += 1
+        size = len(batch[input_names[0]])
+        for i in range(min(size, samples - len(items))):
+            items.append({name: batch[name][i : i + 1] for name in input_names})
+        if len(items) >= samples:
+            break
+    return items, seen
+
+
+_TRANSFORMER_REASON = "attention (MatMul->Softmax->MatMul) and LayerNorm/ReduceMean found"
+_METHODS = {
+    "auto": "NNCF default (per-sample min/max, averaged)",
+    "minmax": "minmax (global min/max)",
+    "percentile": "percentile (per-sample quantiles, averaged)",
+    "entropy": "NNCF histogram (NNCF has no KL/entropy; nearest equivalent)",
+}
+
+
+def _range_estimator(method: str, percentile: float):
+    """Recipe calibration method -> NNCF activation range estimator (None: NNCF's default)."""
+    from dataclasses import replace
+
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet as Sets
+
+    if method == "percentile":  # NNCF's quantile estimator with the recipe's tail probability
+        q, tail = Sets.MEAN_QUANTILE, {"quantile_outlier_prob": 1 - percentile / 100}
+        return replace(q, min=replace(q.min, **tail), max=replace(q.max, **tail))
+    return {"minmax": Sets.MINMAX, "entropy": Sets.HISTOGRAM}.get(method)
+
+
+def _ignored_scope(model: onnx.ModelProto, settings: QuantizationSettings) -> tuple[Any, dict[str, Any]]:
+    """exclude.nodes/modules -> node names; exclude.op_types, and for `op_types` every other op type
+    of the graph -> NNCF ignored types (NNCF has no allow-list)."""
+    import nncf
+
+    excluded, unmatched = select_nodes(model, names=settings.exclude.nodes, modules=settings.exclude.modules)
+    types = set(settings.exclude.op_types)
+    if settings.op_types:
+        types |= {node.op_type for node in model.graph.node} - set(settings.op_types)
+    # validate=False: an op type the graph lacks is not an error here (it is simply not there).
+    scope = nncf.IgnoredScope(names=excluded, types=sorted(types), validate=False)
+    details = {"excluded_nodes": excluded, "unmatched_exclude_patterns": unmatched}
+    return scope, {**details, "excluded_op_types": sorted(types)}
+
+
+def quantize(
+    src: Path,
+    dst: Path,
+    settings: QuantizationSettings,
+    batches: Iterator[Batch],
+    input_names: list[str],
+    *,
+    cache: object | None = None,  # optcli's statistics cache: unused, NNCF collects its own statistics
+) -> dict[str, Any]:
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    model = load_model(src)
+    items, batches_seen = _materialize(batches, input_names, settings.calibration.samples)
+    transformer = looks_like_transformer(model)
+    symmetric = settings.symmetric_activations
+    preset = nncf.QuantizationPreset.PERFORMANCE if symmetric else nncf.QuantizationPreset.MIXED
+    scope, scope_details = _ignored_scope(model, settings)
+    advanced = AdvancedQuantizationParameters()
+    estimator = _range_estimator(settings.calibration.method, settings.calibration.percentile)
+    if estimator is not None:
+        advanced.activations_range_estimator_params = estimator
+    if not settings.per_channel:
+        advanced.weights_quantization_params = QuantizationParameters(per_channel=False)
+    # NNCF draws its own rich progress bars on stdout; optcli shows its own progress.
+    with quiet_loggers("nncf"), contextlib.redirect_stdout(io.StringIO()):
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(items),
+            preset=preset,
+            target_device=nncf.TargetDevice.CPU,
+            subset_size=len(items),
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            ignored_scope=scope,
+            advanced_parameters=advanced,
+        )
+    save_model(quantized, dst)
+    counts = node_precision_counts(quantized)
+    return {
+        "quantizer": "nncf",
+        "nncf_version": nncf.__version__,
+        "quantizer_input": str(src),
+        "precision": "int8",
+        "calibration_method": _METHODS[settings.calibration.method],
+        "preset": preset.value,
+        "preset_reason": "symmetric_activations: true" if symmetric else "asymmetric activations (default)",
+        "activations": "symmetric (signed)" if symmetric else "asymmetric (unsigned)",
+        "model_type": "transformer" if transformer else "default",
+        "model_type_reason": _TRANSFORMER_REASON if transformer else "no attention + normalization found",
+        "per_channel": settings.per_channel,
+        "calibration_batches": batches_seen,
+        "calibration_samples": len(items),
+        **scope_details,
+        "qdq_nodes": counts.get("QuantizeLinear", 0) + counts.get("DequantizeLinear", 0),
+    }
+
+
+def unavailable(settings: QuantizationSettings) -> Unavailable | None:
+    if importlib.util.find_spec("nncf") is None:
+        return Unavailable("nncf is not installed", "pip install 'optcli[openvino]'")
+    return None
+
+
+QUANTIZER = Quantizer(
+    name="nncf",
+    quantize=quantize,
+    precisions=frozenset({"int8"}),
+    unavailable=unavailable,
+    summary="NNCF post-training quantization (OpenVINO's), INT8 Q/DQ; transformer-aware",
+)
