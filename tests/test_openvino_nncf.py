@@ -132,7 +132,7 @@ def test_nncf_quantizes_cnn(cnn, tmp_path, method):
     settings = QuantizationSettings(calibration={"samples": 24, "batch_size": 8, "method": method})
     details = nncf_onnx.quantize(path, dst, settings, iter(_images(10)), ["x"])
     assert details["model_type"] == "default" and details["preset"] == "mixed"
-    assert details["calibration_items"] == 24 and details["calibration_batches"] == 3  # bounded by samples
+    assert details["calibration_samples"] == 24 and details["calibration_batches"] == 3  # bounded by samples
     assert [p.name for p in tmp_path.iterdir()] == ["nncf.onnx"]  # nothing else left behind
     ops = {node.op_type for node in onnx.load(str(dst)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and details["qdq_nodes"] > 0
@@ -200,7 +200,7 @@ def test_looks_like_transformer(cnn, encoder):
 def test_unavailable_messages(monkeypatch):
     import importlib.util
 
-    assert OpenVINOEngine.unavailable(OpenVINOConfig()) is None
+    assert OpenVINOEngine.unavailable(OpenVINOConfig(), "int8") is None
     assert nncf_onnx.unavailable(QuantizationSettings()) is None
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     missing = OpenVINOEngine.unavailable(OpenVINOConfig())
@@ -214,3 +214,14 @@ def test_missing_artifact_is_a_stage_error(cnn):
     engine = _engine(cnn[0], artifact="exported")
     with pytest.raises(StageError, match="asks for artifact 'exported'"):
         _ = engine.label
+
+
+def test_nncf_excludes_by_module_path(cnn, tmp_path):
+    dst = tmp_path / "nncf.onnx"
+    settings = QuantizationSettings(calibration={"samples": 8}, exclude={"modules": ["head"]})
+    details = nncf_onnx.quantize(cnn[0], dst, settings, iter(_images(1)), ["x"])
+    graph = onnx.load(str(dst)).graph
+    produced_by = {out: node.op_type for node in graph.node for out in node.output}
+    head = [n for n in graph.node if n.name in details["excluded_nodes"] and n.op_type in ("Gemm", "MatMul")]
+    assert head and all(produced_by.get(n.input[0]) != "DequantizeLinear" for n in head)
+    assert any(produced_by.get(n.input[0]) == "DequantizeLinear" for n in graph.node if n.op_type == "Conv")

@@ -10,6 +10,7 @@ from pydantic import Field
 from optcli.backends.base import Engine, EngineConfig, EngineContext, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 from optcli.backends.onnxruntime_gpu import OnnxRuntimeGpuConfig, OnnxRuntimeGpuEngine
+from optcli.backends.openvino_engine import OpenVINOConfig, OpenVINOEngine
 from optcli.backends.tensorrt import TensorRTConfig, TensorRTEngine
 from optcli.backends.torch_engine import TorchConfig, TorchEngine
 from optcli.backends.torch_tensorrt_engine import TorchTensorRTConfig, TorchTensorRTEngine
@@ -33,6 +34,9 @@ ENGINES: dict[str, EngineKind] = {
             OnnxRuntimeGpuConfig,
             OnnxRuntimeGpuEngine,
             "ONNX Runtime with the CUDA or TensorRT execution provider",
+        ),
+        EngineKind(
+            "openvino", OpenVINOConfig, OpenVINOEngine, "OpenVINO on CPU: FP32/BF16, INT8 Q/DQ (NNCF or ORT)"
         ),
         EngineKind("tensorrt", TensorRTConfig, TensorRTEngine, "TensorRT plan built from an ONNX artifact"),
         EngineKind(

@@ -67,8 +67,8 @@ class OnnxRuntimeEngine(Engine):
             name = list(self.context.artifacts)[-1]
         if name not in self.context.artifacts:
             raise StageError(
-                f"build: engine '{self.label}' asks for artifact '{name}', which this recipe does not "
-                f"produce (it produces: {', '.join(self.context.artifacts)})"
+                f"build: engine '{self.config.name or self.config.engine}' asks for artifact '{name}', "
+                f"which this recipe does not produce (it produces: {', '.join(self.context.artifacts)})"
             )
         return name, self.context.artifacts[name]
 

@@ -79,10 +79,11 @@ class QuantizationSettings(StrictModel):
         "int8",
         description="fp32 (skip), fp16 (convert), int8 or fp8 (E4M3, static Q/DQ with calibration).",
     )
-    quantizer: Literal["onnxruntime", "modelopt"] = Field(
+    quantizer: Literal["onnxruntime", "modelopt", "nncf"] = Field(
         "onnxruntime",
-        description="Which library inserts Q/DQ nodes: onnxruntime (the default for ORT targets) or "
-        "modelopt (NVIDIA ModelOpt: the Q/DQ placement TensorRT expects; optional extra).",
+        description="Which library inserts Q/DQ nodes: onnxruntime (the default for ORT targets), "
+        "modelopt (NVIDIA ModelOpt: the Q/DQ placement TensorRT expects) or nncf (Intel NNCF: the "
+        "placement OpenVINO runs fastest). modelopt and nncf are optional extras.",
     )
     per_channel: bool = Field(True, description="Per-output-channel weight scales (better accuracy).")
     symmetric_activations: bool = Field(
