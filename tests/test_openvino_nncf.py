@@ -16,6 +16,7 @@ from optcli.backends.openvino_engine import OpenVINOConfig, OpenVINOEngine
 from optcli.export import export_onnx, run_torch
 from optcli.loading import load_torch_model
 from optcli.quantization import QuantizationSettings, nncf_onnx, ort_static
+from optcli.quantization.patterns import looks_like_transformer
 from optcli.recipe.models import ModelSection
 
 
@@ -177,8 +178,8 @@ def _graph(*nodes, outputs=("y",)):
 
 
 def test_looks_like_transformer(cnn, encoder):
-    assert nncf_onnx.looks_like_transformer(onnx.load(str(encoder[0])))
-    assert not nncf_onnx.looks_like_transformer(onnx.load(str(cnn[0])))
+    assert looks_like_transformer(onnx.load(str(encoder[0])))
+    assert not looks_like_transformer(onnx.load(str(cnn[0])))
     attention = [
         helper.make_node("MatMul", ["q", "k"], ["s"]),
         helper.make_node("Div", ["s", "x"], ["scaled"]),
@@ -186,15 +187,15 @@ def test_looks_like_transformer(cnn, encoder):
         helper.make_node("MatMul", ["p", "v"], ["a"]),
     ]
     norm = helper.make_node("LayerNormalization", ["a", "x"], ["y"])
-    assert nncf_onnx.looks_like_transformer(_graph(*attention, norm))
-    assert not nncf_onnx.looks_like_transformer(_graph(*attention, outputs=("a",)))  # no normalization
+    assert looks_like_transformer(_graph(*attention, norm))
+    assert not looks_like_transformer(_graph(*attention, outputs=("a",)))  # no normalization
     # a classifier head: MatMul -> Softmax output, global-average-pool ReduceMean; no attention
     head = [
         helper.make_node("ReduceMean", ["x"], ["pooled"]),
         helper.make_node("MatMul", ["pooled", "k"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["y"]),
     ]
-    assert not nncf_onnx.looks_like_transformer(_graph(*head))
+    assert not looks_like_transformer(_graph(*head))
 
 
 def test_unavailable_messages(monkeypatch):

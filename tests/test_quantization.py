@@ -12,6 +12,7 @@ from optcli.export import export_onnx, run_torch
 from optcli.loading import load_torch_model
 from optcli.quantization import QuantizationSettings
 from optcli.quantization.ort_static import quantize
+from optcli.quantization.summary import precision_by_op
 from optcli.recipe.models import ModelSection
 
 
@@ -136,3 +137,40 @@ def test_module_selectors_survive_reexport_with_the_other_exporter(model_dir, tm
             and getattr(produced_by.get(node.input[0]), "op_type", None) != "DequantizeLinear"
         )
     assert float_ops["dynamo"] == float_ops["torchscript"] == ["Gemm"]  # the head only; the conv is INT8
+
+
+def test_transformer_defaults_quantize_only_matrix_products(tmp_path):
+    from optcli.examples.encoder import text_encoder
+
+    model = text_encoder(vocab=100, d_model=32, heads=2, layers=1, classes=3, max_len=64)
+    resolver = resolver_for(
+        ("input_ids", ["batch", "seq"]),
+        ("attention_mask", ["batch", "seq"]),
+        dims={"batch": (1, 2, 4), "seq": (4, 8, 16)},
+        dtypes={"input_ids": "int64", "attention_mask": "int64"},
+    )
+    src = export_onnx(
+        model,
+        resolver,
+        tmp_path / "enc.onnx",
+        exporter="dynamo",
+        opset=18,
+        output_names=None,
+        external_data=None,
+    ).path
+    rng = np.random.default_rng(0)
+    batches = [
+        {"input_ids": rng.integers(1, 100, (4, 8)), "attention_mask": np.ones((4, 8), np.int64)}
+        for _ in range(3)
+    ]
+    names = ["input_ids", "attention_mask"]
+    auto = quantize(src, tmp_path / "auto.onnx", QuantizationSettings(), iter(batches), names)
+    assert auto["defaults_applied"] and "transformer blocks detected" in auto["defaults_applied"][0]
+    precision = precision_by_op(onnx.load(str(tmp_path / "auto.onnx")))
+    assert precision["MatMul"].get("int8")
+    for op in ("Add", "Softmax", "LayerNormalization"):
+        assert set(precision.get(op, {"fp32": 1})) == {"fp32"}, op
+    off = quantize(
+        src, tmp_path / "off.onnx", QuantizationSettings(transformer_defaults=False), iter(batches), names
+    )
+    assert not off["defaults_applied"]

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from optcli.calibration import Batch
 from optcli.onnx_io import load_model, node_precision_counts
 from optcli.quantization.calibrator import CalibrationCache, calibrate
+from optcli.quantization.patterns import TRANSFORMER_OP_TYPES, transformer_summary
 from optcli.quantization.registry import Quantizer
 from optcli.quantization.selectors import select_nodes
 from optcli.quantization.settings import QuantizationSettings
@@ -100,6 +102,7 @@ def quantize(
             modules=settings.exclude.modules,
         )
         extra_options: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
+        op_types, defaults = _op_types(settings, load_model(model_in, load_external_data=False))
         details: dict[str, Any] = {}
         if method == "distribution":  # ORT's native FP8 calibration, kept for comparison
             reader, calibrate_method = _stream(batches, input_names), CalibrationMethod.Distribution
@@ -130,7 +133,7 @@ def quantize(
                 activation_type=activation,
                 weight_type=weight,
                 calibrate_method=calibrate_method,
-                op_types_to_quantize=_op_types(settings),
+                op_types_to_quantize=op_types,
                 nodes_to_exclude=excluded,
                 extra_options=extra_options,
                 calibration_providers=["CPUExecutionProvider"],
@@ -148,20 +151,31 @@ def quantize(
         "activations": "symmetric (signed)" if symmetric else "asymmetric (unsigned)",
         "per_channel": settings.per_channel,
         **details,
+        "defaults_applied": defaults,
         "excluded_nodes": excluded,
         "unmatched_exclude_patterns": unmatched,
         "qdq_nodes": counts.get("QuantizeLinear", 0) + counts.get("DequantizeLinear", 0),
     }
 
 
-def _op_types(settings: QuantizationSettings) -> list[str] | None:
-    if not settings.exclude.op_types:
-        return settings.op_types
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+def _op_types(settings: QuantizationSettings, model: onnx.ModelProto) -> tuple[list[str] | None, list[str]]:
+    """Op types to quantize, and the defaults that chose them (for the report)."""
+    op_types, defaults = settings.op_types, []
+    if op_types is None and settings.transformer_defaults:
+        reason = transformer_summary(model)
+        if reason:
+            op_types = list(TRANSFORMER_OP_TYPES)
+            defaults.append(
+                f"{reason}: quantizing only {', '.join(op_types)}; LayerNorm, Softmax and "
+                "residual Add stay in floating point (quantization.transformer_defaults)"
+            )
+    if settings.exclude.op_types:
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    # ORT's own default when op_types_to_quantize is empty: both registries.
-    base = settings.op_types or sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
-    return [op for op in base if op not in set(settings.exclude.op_types)]
+        # ORT's own default when op_types_to_quantize is empty: both registries.
+        base = op_types or sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+        op_types = [op for op in base if op not in set(settings.exclude.op_types)]
+    return op_types, defaults
 
 
 def _stream(batches: Iterator[Batch], input_names: list[str]):

@@ -96,6 +96,12 @@ class QuantizationSettings(StrictModel):
         description="Only quantize these op types (e.g. [Conv, MatMul, Gemm]). Default: all supported.",
     )
     exclude: ExcludeSettings = Field(default_factory=ExcludeSettings)
+    transformer_defaults: bool = Field(
+        True,
+        description="When the graph has transformer blocks and op_types is not set, quantize only the "
+        "matrix products (MatMul/Gemm) and keep LayerNorm, Softmax and residual Adds in floating point: "
+        "quantizing those with one static scale wrecks transformer accuracy; the report notes it.",
+    )
     preprocess: bool = Field(
         True, description="Run ORT's quantization pre-processing (shape inference, fusions)."
     )

@@ -85,6 +85,7 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
             "calibration used synthetic random data: it proves the pipeline works, not that the "
             "quantized model is accurate on real inputs"
         )
+    run.report.warnings += [f"default applied: {note}" for note in details.get("defaults_applied", [])]
     if details["unmatched_exclude_patterns"]:
         run.report.warnings.append(
             f"quantization.exclude patterns matched no node: {details['unmatched_exclude_patterns']}"
