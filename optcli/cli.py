@@ -66,6 +66,13 @@ def run(
             "not exit 3. Same as --set skip_unavailable=true.",
         ),
     ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Build every available candidate for this target (cpu, auto) and choose the fastest that "
+            "passes the validate gates. Same as --set target=cpu.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the resolved recipe and the stage plan, run nothing."),
@@ -80,9 +87,11 @@ def run(
     from optcli.recipe import load_recipe
     from optcli.report.terminal import render_terminal
 
-    loaded = load_recipe(
-        recipe, [*(overrides or []), *(["skip_unavailable=true"] if skip_unavailable else [])]
-    )
+    extra = [
+        *(["skip_unavailable=true"] if skip_unavailable else []),
+        *([f"target={target}"] if target else []),
+    ]
+    loaded = load_recipe(recipe, [*(overrides or []), *extra])
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name)
     if dry_run:
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))

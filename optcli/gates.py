@@ -65,6 +65,7 @@ class GateResult:
     threshold: str
     passed: bool
     detail: str = ""
+    counts: bool = True  # False: informational (a candidate --target did not choose)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,6 +18,7 @@ from optcli.stages.measure import benchmark_stage, validate_stage
 from optcli.stages.model import export_stage, load_stage, passes_stage
 from optcli.stages.preflight import preflight_stage
 from optcli.stages.quantize import quantize_stage
+from optcli.stages.target import select
 from optcli.workspace import Workspace
 
 
@@ -49,6 +50,8 @@ def run_recipe(recipe: Recipe, out_dir: Path, ui: UI, *, through_quantization: b
             try:
                 validate_stage(run, engines)
                 benchmark_stage(run, engines)
+                if recipe.target is not None:
+                    select(run, engines)
             finally:
                 for engine in engines:
                     engine.close()

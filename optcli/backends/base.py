@@ -16,7 +16,8 @@ from optcli.errors import StageError
 from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
 from optcli.strict import StrictModel
 
-ArtifactName = Literal["exported", "optimized", "quantized", "final"]
+ArtifactName = Literal["exported", "optimized", "quantized", "quantized_nncf", "final"]
+FINAL_ORDER = ("quantized", "optimized", "exported")  # what 'final' means, first match wins
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,17 @@ class EngineContext:
     input_names: list[str]
     output_names: list[str]
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def artifact(self, name: str, engine: str) -> tuple[str, Path]:
+        """Resolve a `build[].artifact` name; 'final' is the last model the pipeline produced."""
+        if name == "final":
+            name = next((n for n in FINAL_ORDER if n in self.artifacts), name)
+        if name not in self.artifacts:
+            raise StageError(
+                f"build: engine '{engine}' asks for artifact '{name}', which this recipe does not produce "
+                f"(it produces: {', '.join(self.artifacts) or 'nothing yet'})"
+            )
+        return name, self.artifacts[name]
 
 
 class Engine(ABC):

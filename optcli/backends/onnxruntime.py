@@ -9,7 +9,6 @@ import numpy as np
 from pydantic import Field
 
 from optcli.backends.base import ArtifactName, Engine, EngineConfig
-from optcli.errors import StageError
 
 GraphOptimization = Literal["disabled", "basic", "extended", "all"]
 
@@ -62,15 +61,8 @@ class OnnxRuntimeEngine(Engine):
     config: OnnxRuntimeConfig
 
     def _artifact(self) -> tuple[str, Path]:
-        name = self.config.artifact
-        if name == "final":
-            name = list(self.context.artifacts)[-1]
-        if name not in self.context.artifacts:
-            raise StageError(
-                f"build: engine '{self.config.name or self.config.engine}' asks for artifact '{name}', "
-                f"which this recipe does not produce (it produces: {', '.join(self.context.artifacts)})"
-            )
-        return name, self.context.artifacts[name]
+        # Not self.label in messages: the default label needs the artifact's precision.
+        return self.context.artifact(self.config.artifact, self.config.name or self.config.engine)
 
     def default_label(self) -> str:
         return f"onnxruntime-{self.precision}"

@@ -10,7 +10,6 @@ import numpy as np
 from pydantic import Field
 
 from optcli.backends.base import ArtifactName, Engine, EngineConfig, Unavailable
-from optcli.errors import StageError
 
 # OpenVINO element type name (Type.get_type_name()) -> optcli precision name
 _PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
@@ -49,16 +48,8 @@ class OpenVINOEngine(Engine):
         return None
 
     def _artifact(self) -> tuple[str, Path]:
-        name = self.config.artifact
-        if name == "final":
-            name = list(self.context.artifacts)[-1]
-        if name not in self.context.artifacts:
-            label = self.config.name or "openvino"  # not self.label: it needs the artifact's precision
-            raise StageError(
-                f"build: engine '{label}' asks for artifact '{name}', which this recipe does not "
-                f"produce (it produces: {', '.join(self.context.artifacts)})"
-            )
-        return name, self.context.artifacts[name]
+        # Not self.label in messages: the default label needs the artifact's precision.
+        return self.context.artifact(self.config.artifact, self.config.name or "openvino")
 
     def _compile_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.config.performance_hint}

@@ -186,6 +186,12 @@ class Recipe(StrictModel):
         description="Engines to build and compare with the PyTorch eager FP32 baseline.",
     )
     baseline: BaselineSection = Field(default_factory=BaselineSection)
+    target: Literal["cpu", "auto"] | None = Field(
+        None,
+        description="Also build every available engine/precision candidate for this target (cpu: ONNX "
+        "Runtime FP32/INT8, OpenVINO FP32/BF16/INT8 with NNCF), validate each, and choose the fastest "
+        "that passes the validate gates; the report ranks them. auto: cpu on this machine. CLI: --target.",
+    )
     skip_unavailable: bool = Field(
         False,
         description="Report build engines that cannot run on this machine (package, GPU or precision "

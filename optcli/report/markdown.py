@@ -7,9 +7,11 @@ from typing import Any
 from optcli.report.tables import (
     BENCHMARK_HEADER,
     GATES_HEADER,
+    SELECTION_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
     gate_rows,
+    selection_rows,
     validation_rows,
 )
 
@@ -45,6 +47,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts += ["", "### Latency", "", _table(BENCHMARK_HEADER, benchmark_rows(report))]
     if report.get("gates"):
         parts += ["", "### Gates", "", _table(GATES_HEADER, gate_rows(report))]
+    if (report.get("selection") or {}).get("ranking"):
+        chosen = report["selection"]["chosen"]
+        parts += [
+            "",
+            f"### Target {report['selection']['target']}: chosen `{chosen}`",
+            "",
+            _table(SELECTION_HEADER, selection_rows(report)),
+        ]
     if report.get("skipped_engines"):
         parts += ["", "### Skipped engines (not run, not passed)", ""]
         parts += [f"- `{s['engine']}`: {s['reason']} (fix: {s['fix']})" for s in report["skipped_engines"]]

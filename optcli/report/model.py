@@ -27,6 +27,7 @@ class RunReport:
     stages: list[StageRecord] = field(default_factory=list)
     engines: list[dict[str, Any]] = field(default_factory=list)
     quantization: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
@@ -36,11 +37,11 @@ class RunReport:
 
     @property
     def verdict(self) -> str:
-        return "pass" if all(g.passed for g in self.gates) else "fail"
+        return "pass" if all(g.passed for g in self.gates if g.counts) else "fail"
 
     @property
     def failed_gates(self) -> list[GateResult]:
-        return [g for g in self.gates if not g.passed]
+        return [g for g in self.gates if g.counts and not g.passed]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class RunReport:
             "stages": [vars(s) for s in self.stages],
             "engines": self.engines,
             "quantization": self.quantization,
+            "selection": self.selection,
             "validation": self.validation,
             "benchmark": self.benchmark,
             "gates": [g.to_dict() for g in self.gates],

@@ -110,7 +110,7 @@ def gate_rows(report: dict[str, Any]) -> list[list[str]]:
             g.get("detail", ""),
             fmt(g["value"], 6),
             g["threshold"],
-            "pass" if g["passed"] else "FAIL",
+            ("pass" if g["passed"] else "FAIL") if g.get("counts", True) else "info (not chosen)",
         ]
         for g in report.get("gates", [])
     ]
@@ -121,3 +121,14 @@ STAGES_HEADER = ["stage", "seconds", "artifact"]
 
 def stage_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[s["name"], f"{s['seconds']:.2f}", s.get("artifact") or ""] for s in report.get("stages", [])]
+
+
+SELECTION_HEADER = ["rank", "engine", "precision", "p50 ms", "speedup", "result"]
+
+
+def selection_rows(report: dict[str, Any]) -> list[list[str]]:
+    ranking = (report.get("selection") or {}).get("ranking", [])
+    return [
+        [str(i + 1), r["engine"], r["precision"], fmt(r["p50_ms"]), fmt(r["speedup"], 3) + "x", r["reason"]]
+        for i, r in enumerate(ranking)
+    ]

@@ -11,9 +11,11 @@ from rich.table import Table
 from optcli.report.tables import (
     BENCHMARK_HEADER,
     GATES_HEADER,
+    SELECTION_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
     gate_rows,
+    selection_rows,
     validation_rows,
 )
 
@@ -43,6 +45,10 @@ def render_terminal(report: dict[str, Any], console: Console) -> None:
         console.print(_table("Latency", BENCHMARK_HEADER, benchmark_rows(report)))
     if report.get("gates"):
         console.print(_table("Gates", GATES_HEADER, gate_rows(report)))
+    if (report.get("selection") or {}).get("ranking"):
+        selection = report["selection"]
+        title = f"Target {selection['target']}: candidates at batch {selection['batch_size']}"
+        console.print(_table(title, SELECTION_HEADER, selection_rows(report)))
     for skipped in report.get("skipped_engines", []):
         console.print(
             f"[yellow]skipped:[/] {escape(skipped['engine'])}: {escape(skipped['reason'])} "

@@ -6,6 +6,7 @@ from optcli.backends import unavailable
 from optcli.errors import MissingDependencyError, UserInputError
 from optcli.quantization import QUANTIZERS
 from optcli.stages.context import Run
+from optcli.stages.target import add_candidates
 
 
 def preflight_stage(run: Run, *, engines: bool = True) -> None:
@@ -28,6 +29,8 @@ def preflight_stage(run: Run, *, engines: bool = True) -> None:
             )
         run.report.skipped.append({"engine": label, "reason": missing.reason, "fix": missing.fix})
     run.runnable_build = runnable
+    if run.recipe.target is not None:
+        add_candidates(run)
 
 
 def check_quantizer(run: Run) -> None:

@@ -19,6 +19,7 @@ from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.summary import precision_by_op
 from optcli.stages.context import Run
 from optcli.stages.recover import diagnose_stage_model, recover_accuracy
+from optcli.stages.target import wants_nncf_artifact
 
 
 def quantize_stage(run: Run) -> None:
@@ -50,6 +51,24 @@ def quantize_stage(run: Run) -> None:
         record.artifact = str(run.workspace.path("quantized.onnx"))
     run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
     run.precisions["quantized"] = settings.precision
+    if wants_nncf_artifact(run):
+        nncf_stage(run, source)
+
+
+def nncf_stage(run: Run, source: Path) -> None:
+    """`target: cpu` with OpenVINO: a second INT8 artifact, placed by NNCF the way OpenVINO runs fastest."""
+    settings = run.recipe.quantization.model_copy(update={"quantizer": "nncf", "accuracy": None})
+    calibration = settings.calibration
+    ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
+    names = [spec.name for spec in run.recipe.model.inputs]
+    with run.stage("quantize:int8-nncf") as record, run.workspace.staged("quantized-nncf.onnx") as tmp:
+        batches = stream(
+            calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples
+        )
+        record.details = QUANTIZERS["nncf"].quantize(source, tmp, settings, batches, names)
+        record.artifact = str(run.workspace.path("quantized-nncf.onnx"))
+    run.artifacts["quantized_nncf"] = run.workspace.path("quantized-nncf.onnx")
+    run.precisions["quantized_nncf"] = "int8"
 
 
 def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:

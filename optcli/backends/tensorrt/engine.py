@@ -60,15 +60,8 @@ class TensorRTEngine(Engine):
         return self.context.precisions[self._artifact()[0]]
 
     def _artifact(self) -> tuple[str, Path]:
-        name = self.config.artifact
-        if name == "final":
-            name = list(self.context.artifacts)[-1]
-        if name not in self.context.artifacts:
-            raise StageError(
-                f"build: engine '{self.label}' asks for artifact '{name}', which this recipe does not "
-                f"produce (it produces: {', '.join(self.context.artifacts)})"
-            )
-        return name, self.context.artifacts[name]
+        # Not self.label in messages: the default label needs the artifact's precision.
+        return self.context.artifact(self.config.artifact, self.config.name or "tensorrt")
 
     def describe(self) -> dict[str, Any]:
         name, path = self._artifact()
