@@ -144,3 +144,20 @@ def tiny_recipe(write_recipe):
         return parse_recipe(path.read_text(), source=path)
 
     return build
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run `optcli ARGS` in-process; return (exit code, stdout, stderr with rich's line wrapping undone)."""
+    monkeypatch.delenv("OPTCLI_DEBUG", raising=False)
+
+    from optcli.cli import main
+
+    def invoke(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["optcli", *map(str, args)])
+        with pytest.raises(SystemExit) as info:
+            main()
+        out, err = capsys.readouterr()
+        return info.value.code, out, " ".join(err.split())
+
+    return invoke

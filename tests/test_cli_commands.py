@@ -12,25 +12,9 @@ import pytest
 import yaml
 
 import optcli
-from optcli.cli import main
 from optcli.recipe import load_recipe, recipe_schema
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run `optcli ARGS` in-process; return (exit code, stdout, stderr with rich's line wrapping undone)."""
-    monkeypatch.delenv("OPTCLI_DEBUG", raising=False)
-
-    def invoke(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["optcli", *map(str, args)])
-        with pytest.raises(SystemExit) as info:
-            main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, " ".join(err.split())
-
-    return invoke
 
 
 # ------------------------------------------------------------------------------------------- help

@@ -13,28 +13,11 @@ import numpy as np
 import pytest
 from conftest import tiny_recipe_text
 
-from optcli.cli import main
-
 FAST_EXPORT = "export: {exporter: torchscript}"  # same checks, a fraction of the dynamo exporter's time
 INT8_FROM_FILE = (
     "quantization: {precision: int8, calibration: "
     "{data: {type: files, path: calib.npz}, samples: 8, batch_size: 4}}"
 )
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run `optcli ARGS` in-process; return (exit code, stdout, stderr with rich's line wrapping undone)."""
-    monkeypatch.delenv("OPTCLI_DEBUG", raising=False)
-
-    def invoke(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["optcli", *map(str, args)])
-        with pytest.raises(SystemExit) as info:
-            main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, " ".join(err.split())
-
-    return invoke
 
 
 def run_process(*args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

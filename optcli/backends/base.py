@@ -142,6 +142,14 @@ class Engine(ABC):
         """What this engine is, for the report (runtime, device, artifact, options)."""
         return {"engine": self.config.model_dump()["engine"], "precision": self.precision}
 
+    def _extra(self, key: str) -> Any:
+        """What the build stage passes beside artifacts (inputs, dims, work_dir, calibration_batches)."""
+        if key not in self.context.extras:
+            raise StageError(
+                f"build: engine '{self.label}' needs context.extras['{key}'] from the build stage"
+            )
+        return self.context.extras[key]
+
     # -- hooks ----------------------------------------------------------------------------
     @abstractmethod
     def _load_impl(self) -> None: ...

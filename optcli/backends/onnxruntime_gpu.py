@@ -208,13 +208,6 @@ class OnnxRuntimeGpuEngine(OnnxRuntimeEngine):
     def default_label(self) -> str:
         return f"onnxruntime-{self.config.provider}-{self.precision}"
 
-    def _extra(self, key: str) -> Any:
-        if key not in self.context.extras:
-            raise StageError(
-                f"build: engine '{self.label}' needs context.extras['{key}'] from the build stage"
-            )
-        return self.context.extras[key]
-
     def _load_impl(self) -> None:
         import onnxruntime as ort
 

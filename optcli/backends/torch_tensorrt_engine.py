@@ -151,13 +151,6 @@ class TorchTensorRTEngine(Engine):
     def precision(self) -> str:
         return self.config.quantize if self.config.quantize != "none" else _PRECISION[self.config.dtype]
 
-    def _extra(self, key: str) -> Any:
-        if key not in self.context.extras:
-            raise StageError(
-                f"build: engine '{self.label}' needs context.extras['{key}'] from the build stage"
-            )
-        return self.context.extras[key]
-
     def _load_impl(self) -> None:
         import torch
 
