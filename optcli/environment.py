@@ -50,7 +50,9 @@ def cpu_flags() -> list[str]:
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 return sorted(
-                    f for f in flags if f.startswith(("avx512_vnni", "avx_vnni", "amx", "avx512f", "avx2"))
+                    f
+                    for f in flags
+                    if f.startswith(("avx512_vnni", "avx512_bf16", "avx_vnni", "amx", "avx512f", "avx2"))
                 )
     except OSError:
         pass
