@@ -136,11 +136,10 @@ def diagnose(
     compares FP32 and quantized intermediate activations. Exclude the worst with
     `quantization.exclude.modules`, or let `quantization.accuracy` do it automatically.
     """
-    from rich.table import Table
-
     from optcli.console import RichUI
     from optcli.pipeline import run_recipe
     from optcli.recipe import load_recipe
+    from optcli.report.terminal import render_diagnosis
 
     loaded = load_recipe(recipe, [*(overrides or []), "quantization.diagnose=true"])
     if loaded.quantization is None or loaded.quantization.precision not in ("int8", "fp8"):
@@ -151,21 +150,7 @@ def diagnose(
         f"{loaded.name}-diagnose"
     )
     report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True)
-    layers = report.quantization.get("diagnosis", [])
-    table = Table(title=f"Worst layers (of {len(layers)}), by the noise each adds", title_justify="left")
-    for column in ("node", "op", "module", "output SQNR dB", "added noise", "weight SQNR dB"):
-        table.add_column(column, justify="left" if column in ("node", "op", "module") else "right")
-    for layer in layers[:top]:
-        weight = layer["weight_sqnr_db"]
-        table.add_row(
-            escape(layer["node"]),
-            layer["op_type"],
-            escape(layer["module"] or "-"),
-            f"{layer['sqnr_db']:.1f}",
-            f"{layer['added_noise']:.2e}",
-            "-" if weight is None else f"{weight:.1f}",
-        )
-    console.print(table)
+    render_diagnosis(report.quantization.get("diagnosis", []), top, console)
     console.print(f"report: {out_dir / 'report.json'}")
 
 
@@ -231,21 +216,14 @@ def doctor(
 
     Each missing piece comes with the command that installs it.
     """
-    from rich.table import Table
-
     from optcli.doctor import run_checks
+    from optcli.report.terminal import render_doctor
 
     checks = run_checks()
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
         return
-    table = Table(title="optcli doctor", title_justify="left", header_style="bold")
-    for column in ("component", "status", "detail", "fix"):
-        table.add_column(column)
-    for check in checks:
-        status = "[green]ok[/]" if check.usable else "[yellow]missing[/]"
-        table.add_row(check.name, status, escape(check.detail), escape(check.fix or ""))
-    console.print(table)
+    render_doctor(checks, console)
 
 
 @app.command()

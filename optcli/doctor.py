@@ -112,9 +112,16 @@ def run_checks() -> list[Check]:
         )
     )
     checks.append(
-        _import_check("nvidia-modelopt", "modelopt", ("nvidia-modelopt",), "pip install nvidia-modelopt")
+        _import_check(
+            "nvidia-modelopt",
+            "modelopt.onnx.quantization",
+            ("nvidia-modelopt",),
+            "pip install 'optcli[modelopt]'",
+        )
     )
     checks.append(_import_check("torchao", "torchao", ("torchao",), "pip install torchao"))
+    checks.append(_import_check("openvino", "openvino", ("openvino",), "pip install 'optcli[openvino]'"))
+    checks.append(_import_check("nncf", "nncf", ("nncf",), "pip install 'optcli[openvino]'"))
     checks.append(
         _import_check("torchvision", "torchvision", ("torchvision",), "pip install 'optcli[vision]'")
     )

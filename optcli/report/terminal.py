@@ -14,16 +14,17 @@ from optcli.report.tables import (
     SELECTION_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
+    fmt,
     gate_rows,
     selection_rows,
     validation_rows,
 )
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def _table(title: str, header: list[str], rows: list[list[str]], left_columns: int = 1) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(name, justify="left" if i < left_columns else "right")
     for row in rows:
         style = "red" if row and row[-1] == "FAIL" else None
         table.add_row(*row, style=style)
@@ -56,3 +57,33 @@ def render_terminal(report: dict[str, Any], console: Console) -> None:
         )
     for warning in report.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def render_diagnosis(layers: list[dict[str, Any]], top: int, console: Console) -> None:
+    rows = [
+        [
+            layer["node"],
+            layer["op_type"],
+            layer["module"] or "-",
+            f"{layer['sqnr_db']:.1f}",
+            f"{layer['added_noise']:.2e}",
+            fmt(layer["weight_sqnr_db"], 3),
+        ]
+        for layer in layers[:top]
+    ]
+    header = ["node", "op", "module", "output SQNR dB", "added noise", "weight SQNR dB"]
+    console.print(
+        _table(
+            f"Worst layers (of {len(layers)}), by the noise each adds",
+            header,
+            [[escape(cell) for cell in row] for row in rows],
+        )
+    )
+
+
+def render_doctor(checks: list[Any], console: Console) -> None:
+    rows = [
+        [check.name, "ok" if check.usable else "missing", escape(check.detail), escape(check.fix or "")]
+        for check in checks
+    ]
+    console.print(_table("optcli doctor", ["component", "status", "detail", "fix"], rows, left_columns=4))
