@@ -57,3 +57,12 @@ def test_planned_precision_follows_the_recipe(tiny_recipe):
     assert planned_precision(recipe, "final") == "fp8"
     assert planned_precision(recipe, "optimized") == "fp16"
     assert planned_precision(recipe, "exported") == "fp32"
+
+
+def test_quantizer_settings_are_checked_before_export(write_recipe, tmp_path):
+    from optcli.errors import UserInputError
+
+    path = write_recipe(quantization="quantization: {quantizer: modelopt, calibration: {method: percentile}}")
+    with pytest.raises(UserInputError, match="not available with quantizer: modelopt"):
+        run_recipe(load_recipe(path), tmp_path / "run", SilentUI())
+    assert not (tmp_path / "run" / "exported.onnx").exists()

@@ -259,5 +259,6 @@ QUANTIZER = Quantizer(
     quantize=quantize,
     precisions=frozenset({"int8", "fp8"}),
     unavailable=unavailable,
+    check=_check,
     summary="NVIDIA ModelOpt ONNX PTQ: TensorRT-style Q/DQ placement, INT8 and FP8 E4M3, CPU calibration",
 )

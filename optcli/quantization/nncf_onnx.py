@@ -17,6 +17,7 @@ import onnx
 
 from optcli.backends.base import Unavailable
 from optcli.calibration import Batch
+from optcli.errors import UserInputError
 from optcli.onnx_io import load_model, node_precision_counts, save_model
 from optcli.quantization.patterns import looks_like_transformer
 from optcli.quantization.registry import Quantizer
@@ -141,10 +142,20 @@ def unavailable(settings: QuantizationSettings) -> Unavailable | None:
     return None
 
 
+def check(settings: QuantizationSettings) -> None:
+    method = settings.calibration.method
+    if method in ("mse", "distribution"):
+        raise UserInputError(
+            f"quantization.calibration.method '{method}' is not available with quantizer: nncf",
+            hint="use auto, minmax, percentile or entropy (NNCF's histogram method)",
+        )
+
+
 QUANTIZER = Quantizer(
     name="nncf",
     quantize=quantize,
     precisions=frozenset({"int8"}),
     unavailable=unavailable,
+    check=check,
     summary="NNCF post-training quantization (OpenVINO's), INT8 Q/DQ; transformer-aware",
 )

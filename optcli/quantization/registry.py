@@ -18,6 +18,10 @@ def always_available(settings: QuantizationSettings) -> Unavailable | None:
     return None
 
 
+def accept_all(settings: QuantizationSettings) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Quantizer:
     """A registered quantizer. `quantize(src, dst, settings, batches, input_names)` writes `dst`
@@ -27,4 +31,6 @@ class Quantizer:
     quantize: QuantizeFn
     precisions: frozenset[str]
     unavailable: Callable[[QuantizationSettings], Unavailable | None] = always_available
+    # Raises UserInputError for settings this quantizer cannot honour; preflight calls it early.
+    check: Callable[[QuantizationSettings], None] = accept_all
     summary: str = ""

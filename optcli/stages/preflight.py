@@ -43,6 +43,7 @@ def check_quantizer(run: Run) -> None:
             f"quantization.precision: the {quantizer.name} quantizer does not support "
             f"{settings.precision} (it supports {sorted(quantizer.precisions)})"
         )
+    quantizer.check(settings)
     missing = quantizer.unavailable(settings)
     if missing is not None:
         raise MissingDependencyError(
