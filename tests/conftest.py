@@ -161,3 +161,29 @@ def cli(monkeypatch, capsys):
         return info.value.code, out, " ".join(err.split())
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def exported_cnn(tmp_path_factory):
+    """models.py:make_cnn exported once with the dynamo exporter: (onnx path, torch model, resolver)."""
+    from helpers import resolver_for
+
+    from optcli.export import export_onnx
+    from optcli.loading import load_torch_model
+    from optcli.recipe.models import ModelSection
+
+    folder = tmp_path_factory.mktemp("cnn")
+    (folder / "models.py").write_text(MODEL_FILE)
+    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
+    model = load_torch_model(section, folder)
+    resolver = resolver_for(("x", ["batch", 3, 16, 16]))
+    path = export_onnx(
+        model,
+        resolver,
+        folder / "cnn.onnx",
+        exporter="dynamo",
+        opset=18,
+        output_names=None,
+        external_data=None,
+    ).path
+    return path, model, resolver

@@ -14,10 +14,8 @@ pytest.importorskip("nncf")
 from optcli.backends.base import EngineContext
 from optcli.backends.openvino_engine import OpenVINOConfig, OpenVINOEngine
 from optcli.export import export_onnx, run_torch
-from optcli.loading import load_torch_model
 from optcli.quantization import QuantizationSettings, nncf_onnx, ort_static
 from optcli.quantization.patterns import looks_like_transformer
-from optcli.recipe.models import ModelSection
 
 
 def _export(model, resolver, path):
@@ -26,16 +24,9 @@ def _export(model, resolver, path):
     ).path
 
 
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    from conftest import MODEL_FILE
-
-    folder = tmp_path_factory.mktemp("ov")
-    (folder / "models.py").write_text(MODEL_FILE)
-    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
-    model = load_torch_model(section, folder)
-    resolver = resolver_for(("x", ["batch", 3, 16, 16]))
-    return _export(model, resolver, folder / "cnn.onnx"), model, resolver
+@pytest.fixture
+def cnn(exported_cnn):
+    return exported_cnn
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,9 @@ from optcli.quantization.summary import precision_by_op
 from optcli.recipe.models import ModelSection
 
 
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    from conftest import MODEL_FILE
-
-    folder = tmp_path_factory.mktemp("q")
-    (folder / "models.py").write_text(MODEL_FILE)
-    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
-    model = load_torch_model(section, folder)
-    resolver = resolver_for(("x", ["batch", 3, 16, 16]))
-    path = export_onnx(
-        model,
-        resolver,
-        folder / "cnn.onnx",
-        exporter="dynamo",
-        opset=18,
-        output_names=None,
-        external_data=None,
-    ).path
-    return path, model, resolver
+@pytest.fixture
+def cnn(exported_cnn):
+    return exported_cnn
 
 
 def _batches(n=4, size=8, seed=0):

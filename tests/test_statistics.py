@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import resolver_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optcli.export import export_onnx
-from optcli.loading import load_torch_model
 from optcli.quantization import QuantizationSettings
 from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.ort_static import quantize
 from optcli.quantization.ranges import entropy_threshold, tensor_range
 from optcli.quantization.statistics import NUM_BINS, ActivationStatistics, TensorHistogram
-from optcli.recipe.models import ModelSection
 
 
 @settings(max_examples=40, deadline=None)
@@ -80,23 +76,9 @@ def test_statistics_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.tensors["t"].counts, hist.counts)
 
 
-@pytest.fixture(scope="module")
-def cnn_onnx(tmp_path_factory):
-    from conftest import MODEL_FILE
-
-    folder = tmp_path_factory.mktemp("stats")
-    (folder / "models.py").write_text(MODEL_FILE)
-    section = ModelSection(source="models.py:make_cnn", inputs=[{"name": "x", "shape": ["batch", 3, 16, 16]}])
-    model = load_torch_model(section, folder)
-    return export_onnx(
-        model,
-        resolver_for(("x", ["batch", 3, 16, 16])),
-        folder / "cnn.onnx",
-        exporter="dynamo",
-        opset=18,
-        output_names=None,
-        external_data=None,
-    ).path
+@pytest.fixture
+def cnn_onnx(exported_cnn):
+    return exported_cnn[0]
 
 
 def _counting_batches(counter: list[int], n: int = 6):
