@@ -156,4 +156,10 @@ def _check(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
+        if "single static assignment" in str(exc):  # a model.outputs name equals an internal tensor's
+            raise UserInputError(
+                f"model.outputs: an output name is also the name of a tensor inside the exported graph "
+                f"({str(exc).splitlines()[0]})",
+                hint="choose other names in model.outputs (e.g. add a suffix)",
+            ) from exc
         raise StageError(f"export: onnx.checker rejected '{path.name}': {str(exc).splitlines()[0]}") from exc

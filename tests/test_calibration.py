@@ -161,3 +161,9 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserInputError, match="no images"):
         list(stream(ImagesSource(path="empty"), _ctx(tmp_path), batch_size=2, samples=None))
+
+
+def test_variable_length_batches_that_cannot_be_joined_name_the_shapes():
+    source = iter([{"ids": np.ones((1, 3), np.int64)}, {"ids": np.ones((1, 5), np.int64)}])
+    with pytest.raises(UserInputError, match="per-sample shapes differ"):
+        list(rebatch(source, 2, None))

@@ -139,3 +139,26 @@ def test_wrong_input_shape_is_a_user_error(model_dir):
     model = _model(model_dir, "models.py:make_two_layer")
     with pytest.raises(UserInputError, match=r"model.inputs: .*x\(2, 15\)"):
         run_torch(model, resolver_for(("x", ["batch", 15])), {"x": np.zeros((2, 15), np.float32)})
+
+
+class _Embedder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(10, 4)
+
+    def forward(self, ids):
+        return self.embedding(ids).mean(1)
+
+
+def test_output_name_clashing_with_an_internal_tensor_is_a_user_error(tmp_path):
+    resolver = resolver_for(("ids", ["batch", 3]), dtypes={"ids": "int64"})
+    with pytest.raises(UserInputError, match=r"model\.outputs: .*'embedding'"):  # the Gather is named so too
+        export_onnx(
+            _Embedder().eval(),
+            resolver,
+            tmp_path / "m.onnx",
+            exporter="dynamo",
+            opset=18,
+            output_names=["embedding"],
+            external_data=None,
+        )

@@ -107,7 +107,14 @@ def rebatch(batches: Iterable[Batch], batch_size: int, limit: int | None) -> Ite
 def _concat(batches: list[Batch]) -> Batch:
     if len(batches) == 1:
         return batches[0]
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    try:
+        return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    except ValueError as exc:
+        shapes = {k: sorted({tuple(b[k].shape[1:]) for b in batches}) for k in batches[0]}
+        raise UserInputError(
+            f"data batches cannot be joined into batch_size batches: per-sample shapes differ {shapes}",
+            hint="pad to one length in the data source, or set batch_size to the source's (e.g. 1)",
+        ) from exc
 
 
 def sample_digests(batch: Batch, input_names: list[str]) -> list[bytes]:

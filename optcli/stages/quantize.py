@@ -57,7 +57,10 @@ def quantize_stage(run: Run) -> None:
 
 def nncf_stage(run: Run, source: Path) -> None:
     """`target: cpu` with OpenVINO: a second INT8 artifact, placed by NNCF the way OpenVINO runs fastest."""
-    settings = run.recipe.quantization.model_copy(update={"quantizer": "nncf", "accuracy": None})
+    settings = run.recipe.quantization.model_copy(deep=True, update={"quantizer": "nncf", "accuracy": None})
+    # NNCF's own default estimator: the recipe's method was chosen for its own quantizer (and NNCF
+    # lacks mse/distribution).
+    settings.calibration.method = "auto"
     calibration = settings.calibration
     ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
     names = [spec.name for spec in run.recipe.model.inputs]
