@@ -95,6 +95,7 @@ def test_identical_calibration_and_validation_data_is_refused(write_recipe, tmp_
     )
     with pytest.raises(UserInputError, match="held-out"):
         run_recipe(load_recipe(path), tmp_path / "run", SilentUI())
+    assert not (tmp_path / "run" / "exported.onnx").exists()  # refused before any expensive stage
 
 
 def test_interrupt_leaves_no_partial_artifact(write_recipe, tmp_path, monkeypatch):

@@ -8,7 +8,6 @@ from optcli.backends import Engine
 from optcli.bench import measure
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
 from optcli.calibration.synthetic import random_batch
-from optcli.errors import UserInputError
 from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, evaluate
 from optcli.stages.context import Run
 from optcli.validate import validate_engines
@@ -18,12 +17,6 @@ def validate_stage(run: Run, engines: list[Engine]) -> None:
     settings = run.recipe.validate_
     if not settings.enabled:
         return
-    calibration = run.recipe.quantization.calibration if run.recipe.quantization else None
-    if calibration and calibration.data == settings.data:
-        raise UserInputError(
-            "validate.data: is the same source as quantization.calibration.data; validation must use "
-            "held-out data (for synthetic data, use another seed)"
-        )
     baseline, candidates = engines[0], engines[1:]
     ctx = SourceContext(run.resolver, run.recipe.base_dir, "validate.data", labels_key=settings.labels)
     names = [s.name for s in run.recipe.model.inputs]

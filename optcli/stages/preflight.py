@@ -12,6 +12,7 @@ from optcli.stages.target import add_candidates
 def preflight_stage(run: Run, *, engines: bool = True) -> None:
     """Exit 3 with the fix for the first engine that cannot run, or mark them skipped when asked."""
     check_quantizer(run)
+    check_held_out(run)
     if not engines:
         return
     check_baseline(run)
@@ -69,4 +70,14 @@ def check_baseline(run: Run) -> None:
     if missing is not None and not run.recipe.skip_unavailable:
         raise MissingDependencyError(
             f"baseline.device: {missing.reason}", hint=f"{missing.fix}; or --skip-unavailable"
+        )
+
+
+def check_held_out(run: Run) -> None:
+    """Validation must not reuse the calibration source (sample overlap is also counted later)."""
+    quantization, settings = run.recipe.quantization, run.recipe.validate_
+    if settings.enabled and quantization is not None and quantization.calibration.data == settings.data:
+        raise UserInputError(
+            "validate.data: is the same source as quantization.calibration.data; validation must use "
+            "held-out data (for synthetic data, use another seed)"
         )
