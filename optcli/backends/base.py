@@ -44,6 +44,16 @@ class EngineConfig(StrictModel):
         return check_gate_names(gates, {**VALIDATION_METRICS, **BENCHMARK_METRICS})
 
 
+class OnnxEngineConfig(EngineConfig):
+    """Fields shared by engines that run one of the pipeline's ONNX files."""
+
+    artifact: ArtifactName = Field(
+        "final",
+        description="Which ONNX file to run: exported, optimized (after passes), quantized, quantized_nncf "
+        "(target cpu), or final (quantized if any, else optimized, else exported).",
+    )
+
+
 @dataclass
 class EngineContext:
     """What an engine may use to build itself: artifacts so far and a way to get the PyTorch model."""

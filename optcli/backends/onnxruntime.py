@@ -8,18 +8,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from optcli.backends.base import ArtifactName, Engine, EngineConfig
+from optcli.backends.base import Engine, OnnxEngineConfig
 
 GraphOptimization = Literal["disabled", "basic", "extended", "all"]
 
 
-class OnnxRuntimeConfig(EngineConfig):
+class OnnxRuntimeConfig(OnnxEngineConfig):
     engine: Literal["onnxruntime"] = "onnxruntime"
-    artifact: ArtifactName = Field(
-        "final",
-        description="Which ONNX file to run: exported, optimized (after passes), quantized, or final "
-        "(the last one the pipeline produced).",
-    )
     provider: Literal["cpu"] = Field("cpu", description="Execution provider.")
     threads: int | None = Field(None, ge=1, description="Intra-op threads. Default: ORT's (physical cores).")
     graph_optimization: GraphOptimization = Field("all", description="ORT session graph optimization level.")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from optcli.backends.base import ArtifactName, Engine, EngineConfig, Unavailable
+from optcli.backends.base import Engine, OnnxEngineConfig, Unavailable
 from optcli.backends.onnxruntime import GraphOptimization, OnnxRuntimeEngine
 from optcli.backends.shapes import shape_range
 from optcli.errors import MissingDependencyError, StageError, UserInputError
@@ -32,11 +32,8 @@ CPU = "CPUExecutionProvider"
 INSTALL = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 
 
-class OnnxRuntimeGpuConfig(EngineConfig):
+class OnnxRuntimeGpuConfig(OnnxEngineConfig):
     engine: Literal["onnxruntime_gpu"] = "onnxruntime_gpu"
-    artifact: ArtifactName = Field(
-        "final", description="Which ONNX file to run (see the onnxruntime engine)."
-    )
     provider: Literal["cuda", "tensorrt"] = Field("cuda", description="Execution provider to run on.")
     device_id: int = Field(0, ge=0, description="CUDA device index.")
     graph_optimization: GraphOptimization = Field("all", description="ORT session graph optimization level.")

@@ -9,20 +9,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from optcli.backends.base import ArtifactName, Engine, EngineConfig, Unavailable
+from optcli.backends.base import Engine, OnnxEngineConfig, Unavailable
 
 # OpenVINO element type name (Type.get_type_name()) -> optcli precision name
 _PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 _QDQ_PRECISIONS = ("int8", "fp8")
 
 
-class OpenVINOConfig(EngineConfig):
+class OpenVINOConfig(OnnxEngineConfig):
     engine: Literal["openvino"] = "openvino"
-    artifact: ArtifactName = Field(
-        "final",
-        description="Which ONNX file to run: exported, optimized (after passes), quantized, or final "
-        "(the last one the pipeline produced).",
-    )
     device: Literal["CPU"] = Field("CPU", description="OpenVINO device.")
     precision_hint: Literal["auto", "f32", "bf16", "f16"] = Field(
         "auto",

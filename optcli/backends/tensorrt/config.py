@@ -7,19 +7,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from optcli.backends.base import ArtifactName, EngineConfig
+from optcli.backends.base import OnnxEngineConfig
 from optcli.specs import DimRange
 
 HardwareCompatibility = Literal["none", "ampere_plus"]
 
 
-class TensorRTConfig(EngineConfig):
+class TensorRTConfig(OnnxEngineConfig):
     engine: Literal["tensorrt"] = "tensorrt"
-    artifact: ArtifactName = Field(
-        "final",
-        description="Which ONNX file to build: exported, optimized (after passes), quantized (Q/DQ), or "
-        "final (the last one the pipeline produced). Its precision is the engine's precision.",
-    )
     workspace_mb: int | None = Field(
         None,
         ge=1,
