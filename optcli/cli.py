@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,14 +13,15 @@ import typer
 from rich.markup import escape
 
 from optcli.console import console
-from optcli.errors import RecipeError
+from optcli.errors import RecipeError, UserInputError
 
 app = typer.Typer(
     name="optcli",
     help="Optimize a PyTorch model from one recipe: export to ONNX, graph passes, INT8/FP8 "
     "quantization, engines, then accuracy gates and latency vs the PyTorch baseline.\n\n"
     "Exit codes: 0 all gates passed, 1 a gate failed (report written), 2 bad input, "
-    "3 missing backend/device, 4 internal error, 130 interrupted.",
+    "3 missing backend/device, 4 internal error, 130 interrupted (Ctrl-C, SIGINT), "
+    "143 terminated (SIGTERM). Once a run has started, report.json says why (status, error).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -46,6 +48,11 @@ SetOption = Annotated[
         help="Override a recipe field: dotted.path=value (YAML value), repeatable. "
         "E.g. --set quantization.precision=fp8 --set build.0.threads=4",
     ),
+]
+
+WaitOption = Annotated[
+    bool,
+    typer.Option("--wait", help="If another optcli run holds the run folder, wait for it instead of exit 2."),
 ]
 
 
@@ -75,8 +82,19 @@ def run(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Print the resolved recipe and the stage plan, run nothing."),
+        typer.Option(
+            "--dry-run",
+            help="Print the resolved recipe and the stage plan, and check that the files it names exist "
+            "and its engines can run here (exit 2 or 3 as the run would); run nothing.",
+        ),
     ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="With --dry-run: check the recipe's schema only, not files or engines."
+        ),
+    ] = False,
+    wait: WaitOption = False,
 ) -> None:
     """Run a recipe end to end and write report.json / report.md to the run folder.
 
@@ -93,11 +111,16 @@ def run(
     ]
     loaded = load_recipe(recipe, [*(overrides or []), *extra])
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name)
+    if offline and not dry_run:
+        raise UserInputError("--offline: only applies with --dry-run (a run always checks files and engines)")
     if dry_run:
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
         console.print(f"plan: {', '.join(_plan(loaded))} -> {out_dir}")
-        return
-    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet))
+        if offline:
+            console.print("preflight: skipped (--offline): files and engines not checked")
+            return
+        raise typer.Exit(_print_preflight(loaded, label="preflight"))
+    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet), wait=wait)
     data = report.to_dict()
     if not quiet:
         render_terminal(data, console)
@@ -129,6 +152,7 @@ def diagnose(
         Path | None, typer.Option("--out", "-o", help="Run folder. Default: runs/<name>-diagnose.")
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the worst layers to show.")] = 10,
+    wait: WaitOption = False,
 ) -> None:
     """Rank the quantized model's layers by the error each adds (SQNR vs FP32, on validation data).
 
@@ -149,26 +173,58 @@ def diagnose(
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name).with_name(
         f"{loaded.name}-diagnose"
     )
-    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True)
+    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True, wait=wait)
     render_diagnosis(report.quantization.get("diagnosis", []), top, console)
     console.print(f"report: {out_dir / 'report.json'}")
 
 
 @recipe_app.command("validate")
-def recipe_validate(recipe: RecipePath, overrides: SetOption = None) -> None:
-    """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field."""
-    from optcli.recipe import all_errors
+def recipe_validate(
+    recipe: RecipePath,
+    overrides: SetOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check the schema only, not files or engines.")
+    ] = False,
+) -> None:
+    """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field.
+
+    Then, unless --offline, the run's preflight checks: the files and globs the recipe names exist
+    (exit 2), and its quantizer, baseline and engines can run on this machine (exit 3 with the fix).
+    """
+    from optcli.recipe import all_errors, parse_recipe
 
     if not recipe.is_file():
         raise RecipeError(
             "recipe file does not exist" if not recipe.exists() else "not a file", file=str(recipe)
         )
-    problems = all_errors(recipe.read_text(encoding="utf-8"), source=recipe, overrides=overrides)
+    text = recipe.read_text(encoding="utf-8")
+    problems = all_errors(text, source=recipe, overrides=overrides)
     if problems:
         for problem in problems:
             console.print(f"[red]error:[/] {escape(str(problem))}")
         raise typer.Exit(2)
-    console.print(f"[green]ok[/] {escape(str(recipe))}")
+    if not offline:
+        code = _print_preflight(parse_recipe(text, source=recipe, overrides=overrides), label=None)
+        if code:
+            raise typer.Exit(code)
+    console.print(f"[green]ok[/] {escape(str(recipe))}" + (" (schema only: --offline)" if offline else ""))
+
+
+def _print_preflight(loaded, *, label: str | None) -> int:
+    """Print what the run's preflight would stop on; returns the exit code the run would have."""
+    from optcli.stages.preflight import check_plan
+
+    plan = check_plan(loaded)
+    for note in plan.notes + [f"{s['engine']} will be skipped: {s['reason']}" for s in plan.skipped]:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for problem in plan.problems:
+        console.print(f"[red]error:[/] {escape(problem.message)}")
+        if problem.hint:
+            console.print(f"[dim]hint:[/] {escape(problem.hint)}")
+    if label:
+        found = f"{len(plan.problems)} problem(s), exit {plan.exit_code}" if plan.problems else "ok"
+        console.print(f"{label}: {found} (files the recipe names, quantizer, baseline, engines)")
+    return plan.exit_code
 
 
 @recipe_app.command("schema")
@@ -236,36 +292,42 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point: the single error boundary mapping exceptions to exit codes."""
-    from optcli.errors import OptcliError
+    """Entry point: the single error boundary. `outcome.classify` maps each exception to its exit code,
+    the same mapping the report's `error` record uses."""
+    from optcli import interrupts
 
     debug = "--debug" in sys.argv or os.environ.get("OPTCLI_DEBUG") == "1"
     argv = [a for a in sys.argv[1:] if a != "--debug"]  # accepted anywhere, not only before the command
-    try:
-        code = app(args=argv, standalone_mode=False)
-        if code == 130:  # Typer turns Ctrl-C into Exit(130) before our except clause sees it
-            raise KeyboardInterrupt
-    except OptcliError as exc:
-        if debug:
-            console.print_exception()
-        console.print(f"[red]error:[/] {escape(exc.message)}")
-        if exc.hint:
-            console.print(f"[dim]hint:[/] {escape(exc.hint)}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: no partial artifact was left in place")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, EOFError):
-        sys.exit(130)
-    except Exception as exc:
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error from Typer's Click
-            exc.show()
+    with interrupts.trap():  # SIGTERM unwinds like Ctrl-C: staging removed, report written
+        try:
+            code = app(args=argv, standalone_mode=False)
+            if code == 130:  # Typer turns any KeyboardInterrupt into Exit(130) before we see it
+                raise interrupts.Interrupted(interrupts.received() or signal.SIGINT)
+        except typer.Exit as exc:
             sys.exit(exc.exit_code)
-        if debug:
-            console.print_exception()
-        console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
-        console.print("[dim]hint:[/] rerun with --debug for the traceback; please report it")
-        sys.exit(4)
-    sys.exit(code if isinstance(code, int) else 0)
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, typer.Abort):  # Typer wraps EOFError in Abort; a bare one is a Ctrl-C'd prompt
+                exc = exc.__cause__ or KeyboardInterrupt()
+            if isinstance(exc, Exception) and hasattr(exc, "show") and hasattr(exc, "exit_code"):
+                exc.show()  # a usage error from Typer's Click
+                sys.exit(exc.exit_code)
+            sys.exit(_print_error(exc, debug))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_error(exc: BaseException, debug: bool) -> int:
+    from optcli.outcome import classify
+
+    outcome = classify(exc)
+    if debug:
+        console.print_exception()
+    if outcome.kind == "interrupted":
+        console.print(f"[yellow]{escape(outcome.message)}[/]: no partial artifact was left in place")
+        return outcome.exit_code
+    label = "internal error" if outcome.kind == "internal" else "error"
+    console.print(f"[red]{label}:[/] {escape(outcome.message)}")
+    if outcome.hint:
+        console.print(f"[dim]hint:[/] {escape(outcome.hint)}")
+    return outcome.exit_code

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optcli.errors import StageError, UserInputError
+from optcli import interrupts
+from optcli.capture import captured_output
+from optcli.chain import first_sentence, reraise_interrupt
+from optcli.errors import OptcliError, StageError, UserInputError
+from optcli.export_errors import export_failure, traced_one_path
 from optcli.flatten import flatten_outputs
-from optcli.quiet import TORCH_EXPORT_LOGGERS, quiet_loggers
+from optcli.quiet import TORCH_EXPORT_LOGGERS
 from optcli.specs import ShapeResolver
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,8 +43,9 @@ def run_torch(model: Any, resolver: ShapeResolver, feeds: dict[str, np.ndarray])
         with torch.inference_mode():
             outputs = flatten_outputs(model(*args))
     except Exception as exc:
+        reraise_interrupt(exc)
         shapes = ", ".join(f"{s.name}{tuple(feeds[s.name].shape)}" for s in resolver.inputs)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = first_sentence(str(exc), 300) or type(exc).__name__
         raise UserInputError(
             f"model.inputs: the model rejected inputs shaped like the recipe declares ({shapes}): "
             f"{first_line}"
@@ -65,7 +64,10 @@ def export_onnx(
     opset: int,
     output_names: list[str] | None,
     external_data: bool | None,
+    log_path: Path | None = None,
 ) -> ExportResult:
+    """Export and check `dst`. Everything the exporter prints goes to `log_path` (kept on success and
+    failure; discarded when None), never to the terminal."""
     import torch
 
     feeds = example_inputs(resolver)
@@ -80,50 +82,63 @@ def export_onnx(
         exporter = "torchscript"
         notes.append("TorchScript model: exported with the TorchScript exporter")
     args = tuple(torch.from_numpy(feeds[spec.name]) for spec in resolver.inputs)
-    input_names = [spec.name for spec in resolver.inputs]
-    captured = io.StringIO()
     try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(captured),
-            quiet_loggers(*TORCH_EXPORT_LOGGERS),
-        ):
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                program = torch.onnx.export(
-                    model,
-                    args,
-                    dynamo=True,
-                    input_names=input_names,
-                    output_names=names,
-                    dynamic_shapes=_dynamic_shapes(resolver),
-                    opset_version=opset,
-                    verbose=False,
-                    external_data=bool(external_data),
-                    optimize=True,
-                )
-                _save_program(program, dst, external_data)
-            else:
-                torch.onnx.export(
-                    model,
-                    args,
-                    str(dst),
-                    dynamo=False,
-                    input_names=input_names,
-                    output_names=names,
-                    dynamic_axes=_dynamic_axes(resolver, names),
-                    opset_version=opset,
-                )
+        with captured_output(
+            log_path,
+            title=f"torch.onnx.export ({exporter} exporter) -> {dst.name}",
+            loggers=TORCH_EXPORT_LOGGERS,
+        ) as captured:
+            _run_exporter(model, args, resolver, names, dst, exporter, opset, external_data)
+    except OptcliError:
+        raise
     except Exception as exc:
-        log.debug("exporter output:\n%s", captured.getvalue())
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        other = "torchscript" if exporter == "dynamo" else "dynamo"
-        raise StageError(
-            f"export: the {exporter} exporter failed: {message}",
-            hint=f"try --set export.exporter={other}, or run with --debug for the full error",
-        ) from exc
+        reraise_interrupt(exc)  # torch wraps a Ctrl-C in its own errors: that is no export failure
+        raise export_failure(exc, exporter=exporter, opset=opset, model=model, log=log_path) from exc
+    interrupts.check()  # torch's capture strategies catch errors and try the next: a Ctrl-C may be hidden
+    if exporter == "torchscript":
+        notes += traced_one_path(captured.warnings, model)
     _check(dst)
     return ExportResult(path=dst, exporter=exporter, output_names=names, notes=notes)
+
+
+def _run_exporter(
+    model: Any,
+    args: tuple[Any, ...],
+    resolver: ShapeResolver,
+    names: list[str],
+    dst: Path,
+    exporter: str,
+    opset: int,
+    external_data: bool | None,
+) -> None:
+    import torch
+
+    input_names = [spec.name for spec in resolver.inputs]
+    if exporter == "dynamo":
+        program = torch.onnx.export(
+            model,
+            args,
+            dynamo=True,
+            input_names=input_names,
+            output_names=names,
+            dynamic_shapes=_dynamic_shapes(resolver),
+            opset_version=opset,
+            verbose=True,  # the log says which capture strategy failed and why
+            external_data=bool(external_data),
+            optimize=True,
+        )
+        _save_program(program, dst, external_data)
+    else:
+        torch.onnx.export(
+            model,
+            args,
+            str(dst),
+            dynamo=False,
+            input_names=input_names,
+            output_names=names,
+            dynamic_axes=_dynamic_axes(resolver, names),
+            opset_version=opset,
+        )
 
 
 def _save_program(program: Any, dst: Path, external_data: bool | None) -> None:

@@ -46,7 +46,7 @@ class Threshold:
         return bool(_OPS[self.op](value, self.value))
 
     def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
+        return f"{self.op} {self.value:.12g}"
 
 
 def check_gate_names(gates: dict[str, str], allowed: dict[str, str]) -> dict[str, str]:
@@ -71,6 +71,11 @@ class GateResult:
         return asdict(self)
 
 
-def evaluate(name: str, engine: str, value: float | None, expr: str, detail: str = "") -> GateResult:
+def evaluate(
+    name: str, engine: str, value: float | None, expr: str, detail: str = "", *, problem: str | None = None
+) -> GateResult:
+    """`problem`: a reason the gate fails whatever the value (e.g. NaN/Inf outputs); it leads the detail."""
     threshold = Threshold.parse(expr)
-    return GateResult(name, engine, value, str(threshold), threshold.holds(value), detail)
+    if problem:
+        detail = f"{problem}; {detail}" if detail else problem
+    return GateResult(name, engine, value, str(threshold), threshold.holds(value) and not problem, detail)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optcli.errors import OptcliError, UserInputError
-from optcli.userimport import resolve_callable
+from optcli.userimport import describe_exception, resolve_callable
+
+_LISTED_KEYS = 5  # state_dict keys named per kind of mismatch; the rest are counted
 
 if TYPE_CHECKING:
     import torch
@@ -31,9 +33,12 @@ def load_torch_model(section: ModelSection, base_dir: Path) -> torch.nn.Module:
         except OptcliError:
             raise  # e.g. a missing optional package inside the factory keeps its exit code
         except TypeError as exc:
-            raise UserInputError(f"model.kwargs: calling '{source}' failed: {exc}") from exc
+            raise UserInputError(
+                f"model.kwargs: calling '{source}' failed: {describe_exception(exc, base_dir)}"
+            ) from exc
         except Exception as exc:
-            raise UserInputError(f"model.source: '{source}' raised {type(exc).__name__}: {exc}") from exc
+            why = describe_exception(exc, base_dir)
+            raise UserInputError(f"model.source: '{source}' raised {why}") from exc
     if not isinstance(model, torch.nn.Module):
         raise UserInputError(
             f"model.source: '{source}' returned a {type(model).__name__}, expected a torch.nn.Module"
@@ -42,6 +47,7 @@ def load_torch_model(section: ModelSection, base_dir: Path) -> torch.nn.Module:
         _load_checkpoint(model, _existing(section.checkpoint, base_dir, "model.checkpoint"))
     with contextlib.suppress(NotImplementedError):  # torch.export modules refuse eval(): already inference
         model.eval()
+    check_input_dtypes(model, section, base_dir)
     return model
 
 
@@ -59,7 +65,9 @@ def _load_exported_program(path: Path) -> torch.nn.Module:
     try:
         return torch.export.load(str(path)).module()
     except Exception as exc:
-        raise UserInputError(f"model.source: '{path}' is not a torch.export .pt2 file: {exc}") from exc
+        raise UserInputError(
+            f"model.source: '{path}' is not a torch.export .pt2 file: {describe_exception(exc)}"
+        ) from exc
 
 
 def _load_torchscript(path: Path) -> torch.nn.Module:
@@ -69,8 +77,8 @@ def _load_torchscript(path: Path) -> torch.nn.Module:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise UserInputError(
-            f"model.source: '{path}' is not a TorchScript file ({exc}). For a state_dict, give the "
-            "model's constructor as model.source and this file as model.checkpoint."
+            f"model.source: '{path}' is not a TorchScript file ({describe_exception(exc)}). For a "
+            "state_dict, give the model's constructor as model.source and this file as model.checkpoint."
         ) from exc
 
 
@@ -81,15 +89,120 @@ def _load_checkpoint(model: torch.nn.Module, path: Path) -> None:
         # weights_only: a checkpoint is data; never let it run code.
         state: Any = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserInputError(f"model.checkpoint: cannot load '{path}' with weights_only=True: {exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+        raise UserInputError(
+            f"model.checkpoint: cannot load '{path}' with weights_only=True: {describe_exception(exc)}"
+        ) from exc
+    state = _unwrap_state(state)
     if not isinstance(state, dict):
         raise UserInputError(f"model.checkpoint: '{path}' holds a {type(state).__name__}, not a state_dict")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
+    expected = model.state_dict()
+    mismatched = [
+        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
+        for key, value in state.items()
+        if key in expected and isinstance(value, torch.Tensor) and value.shape != expected[key].shape
+    ]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if not mismatched:
+        # torch decides which keys a module may lack (e.g. BatchNorm's num_batches_tracked).
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except Exception as exc:
+            raise UserInputError(
+                f"model.checkpoint: '{path}' does not load into the model: {describe_exception(exc)}"
+            ) from exc
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected or mismatched:
+        problems = [
+            text
+            for text in (
+                _counted(missing, "missing key"),
+                _counted(unexpected, "unexpected key"),
+                _counted(mismatched, "shape mismatch", "shape mismatches"),
+            )
+            if text
+        ]
+        listed = ", ".join(problems[:-1]) + " and " + problems[-1] if len(problems) > 1 else problems[0]
         raise UserInputError(
-            f"model.checkpoint: '{path}' does not match the model: {' '.join(first[:3])}"
-        ) from exc
+            f"model.checkpoint: '{path}' does not match the model: the checkpoint has {listed}",
+            hint=_prefix_hint(list(state), list(expected)),
+        )
+
+
+def _unwrap_state(state: Any) -> Any:
+    """The state_dict inside a training checkpoint ({'state_dict': ...}, {'model': ...})."""
+    if isinstance(state, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                return state[key]
+    return state
+
+
+def _counted(items: list[str], noun: str, plural: str | None = None) -> str:
+    if not items:
+        return ""
+    name = noun if len(items) == 1 else plural or f"{noun}s"
+    listed = ", ".join(items[:_LISTED_KEYS])
+    if len(items) > _LISTED_KEYS:
+        listed += f", ... {len(items) - _LISTED_KEYS} more"
+    return f"{len(items)} {name} ({listed})"
+
+
+def _prefix_hint(found: list[str], wanted: list[str]) -> str | None:
+    """Say so when every checkpoint key differs from the model's by one prefix (DataParallel's 'module.')."""
+    for prefix in {k.split(".", 1)[0] + "." for k in found if "." in k}:
+        if {k.removeprefix(prefix) for k in found} >= set(wanted) and wanted:
+            return f"the checkpoint's keys start with '{prefix}': strip it (e.g. saved from DataParallel/DDP)"
+    return "give model.source the constructor (and model.kwargs) the checkpoint was saved from"
+
+
+def check_input_dtypes(model: torch.nn.Module, section: ModelSection, base_dir: Path | None = None) -> None:
+    """Refuse a declared float input dtype the model cannot take (float16 for an FP32 model), naming
+    `model.inputs.N.dtype`, before export or an engine fails on it with the framework's own error.
+
+    Runs a forward only when a declared float dtype differs from the parameters' dtype, and blames
+    the dtype only if the same forward works with the parameters' dtype (a model may cast inputs).
+    """
+    import torch
+
+    from optcli.export import example_inputs
+    from optcli.specs import ShapeResolver
+
+    # What each declared dtype reaches forward() as: numpy has no bfloat16, so it arrives as float32.
+    fed = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.float32}
+    params = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(params) != 1:
+        return
+    (param_dtype,) = params
+    odd = [(i, s) for i, s in enumerate(section.inputs) if s.dtype in fed and fed[s.dtype] != param_dtype]
+    if not odd:
+        return
+    feeds = example_inputs(ShapeResolver(section.inputs, section.dims, section.batch_dim))
+    args = [torch.from_numpy(feeds[s.name]) for s in section.inputs]
+    failure = _forward_error(model, args)
+    if failure is None:
+        return
+    odd_names = {s.name for _, s in odd}
+    cast = [a.to(param_dtype) if s.name in odd_names else a for a, s in zip(args, section.inputs)]
+    if _forward_error(model, cast) is not None:
+        return  # not a dtype problem: export reports the model's rejection of the inputs
+    index, spec = odd[0]
+    model_dtype = str(param_dtype).removeprefix("torch.")
+    raise UserInputError(
+        f"model.inputs.{index}.dtype: input '{spec.name}' is declared {spec.dtype}, but the model's "
+        f"parameters are {model_dtype} and its forward() fails on {spec.dtype} input "
+        f"({describe_exception(failure, base_dir)}); it runs when the input is {model_dtype}",
+        hint=f"declare dtype: {model_dtype}; for a half-precision artifact keep the inputs as the model "
+        "takes them and set quantization.precision: fp16",
+    )
+
+
+def _forward_error(model: torch.nn.Module, args: list) -> Exception | None:
+    import torch
+
+    try:
+        with torch.inference_mode():
+            model(*args)
+    except Exception as exc:
+        return exc
+    return None

@@ -1,8 +1,13 @@
-"""Fidelity metrics between a baseline and a candidate, accumulated batch by batch (flat memory)."""
+"""Fidelity metrics between a baseline and a candidate, accumulated batch by batch (flat memory).
+
+Non-finite values are never hidden: a candidate (or baseline) NaN/Inf makes the error metrics
+infinite and the cosine NaN, so no threshold can hold on them, and the counts say how many.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +22,8 @@ class OutputAccumulator:
     cand_sq: float = 0.0
     err_sq: float = 0.0
     max_abs: float = 0.0
-    non_finite: int = 0
+    non_finite: int = 0  # candidate values that are NaN/Inf
+    baseline_non_finite: int = 0
     count: int = 0
 
     def update(self, reference: np.ndarray, candidate: np.ndarray) -> None:
@@ -25,9 +31,11 @@ class OutputAccumulator:
         cand = np.asarray(candidate, dtype=np.float64).ravel()
         if ref.shape != cand.shape:
             raise ValueError(f"output shapes differ: baseline {reference.shape}, candidate {candidate.shape}")
-        finite = np.isfinite(cand)
-        self.non_finite += int(cand.size - finite.sum())
-        cand = np.where(finite, cand, 0.0)
+        finite = np.isfinite(cand) & np.isfinite(ref)
+        self.non_finite += int(cand.size - np.isfinite(cand).sum())
+        self.baseline_non_finite += int(ref.size - np.isfinite(ref).sum())
+        # The sums stay finite (over the finite pairs); result() reports the non-finite ones as such.
+        ref, cand = np.where(finite, ref, 0.0), np.where(finite, cand, 0.0)
         err = ref - cand
         self.dot += float(ref @ cand)
         self.ref_sq += float(ref @ ref)
@@ -37,6 +45,21 @@ class OutputAccumulator:
         self.count += ref.size
 
     def result(self) -> dict[str, float]:
+        counts = {
+            "non_finite": float(self.non_finite),
+            "baseline_non_finite": float(self.baseline_non_finite),
+            "values": float(self.count),
+        }
+        if self.non_finite or self.baseline_non_finite:
+            return {
+                "cosine": math.nan,
+                "max_abs": math.inf,
+                "rel_l2": math.inf,
+                "snr_db": -math.inf,
+                **counts,
+            }
+        if self.count == 0:  # nothing compared: nothing can pass
+            return {"cosine": math.nan, "max_abs": math.nan, "rel_l2": math.nan, "snr_db": math.nan, **counts}
         norms = math.sqrt(self.ref_sq) * math.sqrt(self.cand_sq)
         cosine = self.dot / norms if norms > 0 else (1.0 if self.err_sq == 0 else 0.0)
         rel_l2 = math.sqrt(self.err_sq / self.ref_sq) if self.ref_sq > 0 else math.sqrt(self.err_sq)
@@ -44,13 +67,7 @@ class OutputAccumulator:
             snr = math.inf
         else:
             snr = 10 * math.log10(self.ref_sq / self.err_sq) if self.ref_sq > 0 else -math.inf
-        return {
-            "cosine": cosine,
-            "max_abs": self.max_abs,
-            "rel_l2": rel_l2,
-            "snr_db": snr,
-            "non_finite": float(self.non_finite),
-        }
+        return {"cosine": cosine, "max_abs": self.max_abs, "rel_l2": rel_l2, "snr_db": snr, **counts}
 
 
 @dataclass
@@ -89,12 +106,35 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return acc.result()["cosine"]
 
 
+def _worst(values: Iterable[float], pick) -> float:
+    """min/max that let NaN win: Python's min([0.9, nan]) is 0.9, which would hide the NaN."""
+    values = list(values)
+    return math.nan if any(math.isnan(v) for v in values) else pick(values)
+
+
 def summarize(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Worst case over outputs: what gates compare against."""
+    """Worst case over outputs (what gates compare against), with the non-finite counts summed."""
     values = list(per_output.values())
     return {
-        "cosine": min(v["cosine"] for v in values),
-        "max_abs": max(v["max_abs"] for v in values),
-        "rel_l2": max(v["rel_l2"] for v in values),
-        "snr_db": min(v["snr_db"] for v in values),
+        "cosine": _worst((v["cosine"] for v in values), min),
+        "max_abs": _worst((v["max_abs"] for v in values), max),
+        "rel_l2": _worst((v["rel_l2"] for v in values), max),
+        "snr_db": _worst((v["snr_db"] for v in values), min),
+        **{
+            key: sum(v.get(key, 0.0) for v in values)
+            for key in ("non_finite", "baseline_non_finite", "values")
+        },
     }
+
+
+def non_finite_problem(summary: dict[str, float]) -> str | None:
+    """Why no fidelity gate can pass on these metrics (NaN/Inf values), or None."""
+    total = int(summary.get("values", 0))
+    if summary.get("baseline_non_finite"):
+        return (
+            f"{int(summary['baseline_non_finite'])} of {total} baseline output values are NaN/Inf: "
+            "nothing to compare against"
+        )
+    if summary.get("non_finite"):
+        return f"{int(summary['non_finite'])} of {total} output values are NaN/Inf"
+    return None

@@ -49,3 +49,29 @@ def node_precision_counts(model: onnx.ModelProto) -> dict[str, int]:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Cast"):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def external_data_locations(path: Path) -> set[str]:
+    """Relative paths of the external-data files the model's tensors point to (graph read without them)."""
+    model = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            entries = {entry.key: entry.value for entry in tensor.external_data}
+            if "location" in entries:
+                locations.add(entries["location"])
+    return locations
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Initializers and attribute tensors, subgraphs included (onnx has no public walker for this)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)

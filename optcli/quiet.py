@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-TORCH_EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")
+TORCH_EXPORT_LOGGERS = ("torch", "onnxscript", "onnx_ir")  # and their children
 TORCHAO_LOGGERS = ("torchao", "torch.utils._pytree")
 
 

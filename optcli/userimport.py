@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import importlib.util
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from optcli.errors import UserInputError
+
+_MESSAGE_CHARS = 400  # an exception's text in a one-paragraph error; the rest is in --debug's traceback
 
 
 def resolve_callable(ref: str, *, base_dir: Path, field: str) -> Callable[..., Any]:
@@ -59,7 +65,7 @@ def _import_file(path_text: str, base_dir: Path, field: str):
         path = base_dir / path
     if not path.is_file():
         raise UserInputError(f"{field}: file '{path}' does not exist")
-    module_name = f"optcli_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+    module_name = module_name_for(path)
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -85,3 +91,44 @@ def _import_file(path_text: str, base_dir: Path, field: str):
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def module_name_for(path: Path) -> str:
+    """A name for the module imported from `path`: unique per file, and the same in every process.
+
+    The name reaches the exported ONNX (node metadata names the module classes), so it must not
+    depend on Python's per-process salted hash().
+    """
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"optcli_user_{stem}_{digest}"
+
+
+def describe_exception(exc: BaseException, base_dir: Path | None = None) -> str:
+    """'ValueError: bad record (at data.py:12)': type, text on one line, where the user's code raised it."""
+    text = " ".join(str(exc).split())
+    if len(text) > _MESSAGE_CHARS:
+        text = text[:_MESSAGE_CHARS] + " ..."
+    where = user_frame(exc, base_dir)
+    return f"{type(exc).__name__}: {text}" + (f" (at {where})" if where else "")
+
+
+def user_frame(exc: BaseException, base_dir: Path | None = None) -> str | None:
+    """'file.py:line' of the innermost traceback frame in the user's own code (not optcli, the
+    standard library or installed packages), or None."""
+    paths = sysconfig.get_paths()
+    library = {str(Path(paths[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    library.add(str(Path(__file__).resolve().parent))
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        resolved = str(Path(frame.filename).resolve())
+        if frame.filename.startswith("<") or any(resolved.startswith(p) for p in library):
+            continue
+        found = (Path(resolved), frame.lineno)
+    if found is None:
+        return None
+    path, line = found
+    if base_dir is not None:
+        with contextlib.suppress(ValueError):  # outside the recipe's folder: keep it absolute
+            path = path.relative_to(base_dir.resolve())
+    return f"{path}:{line}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from optcli.backends import Engine
 from optcli.calibration import Batch
-from optcli.metrics import ClassAccumulator, OutputAccumulator, summarize
+from optcli.errors import UserInputError
+from optcli.metrics import ClassAccumulator, OutputAccumulator, non_finite_problem, summarize
 
 
 @dataclass
@@ -23,6 +24,11 @@ class EngineValidation:
         if name in self.summary:
             return self.summary[name]
         return self.classification.get(name)
+
+    @property
+    def problem(self) -> str | None:
+        """Why every fidelity gate of this engine fails whatever its threshold (NaN/Inf outputs)."""
+        return non_finite_problem(self.summary)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,8 +48,11 @@ def validate_engines(
     labels_key: str,
     class_output: int | None,
     on_batch: Any = None,
+    data_field: str = "validate.data",
 ) -> tuple[list[EngineValidation], dict[str, Any]]:
-    """Stream batches once through all engines; returns per-engine results and baseline stats."""
+    """Stream batches once through all engines; returns per-engine results and baseline stats.
+
+    Zero samples is an error, never a verdict: with nothing compared every metric would be vacuous."""
     outputs = {c.label: [OutputAccumulator() for _ in output_names] for c in candidates}
     classes = {c.label: ClassAccumulator() for c in candidates}
     baseline_classes = ClassAccumulator()
@@ -62,6 +71,11 @@ def validate_engines(
         samples += len(reference[0])
         if on_batch:
             on_batch(len(reference[0]))
+    if samples == 0:
+        raise UserInputError(
+            f"{data_field}: the source yielded no samples, so there is nothing to validate on; point it "
+            "at data (files, a callable that yields batches) or set validate.enabled: false"
+        )
     results = []
     for engine in candidates:
         per_output = {name: acc.result() for name, acc in zip(output_names, outputs[engine.label])}
@@ -78,6 +92,32 @@ def validate_engines(
     if baseline_classes.labelled:
         baseline_stats["accuracy"] = baseline_classes.result()["accuracy"]
     return results, baseline_stats
+
+
+def split_samples(batches: Iterable[Batch], count: int) -> tuple[list[Batch], Iterator[Batch]]:
+    """The first `count` samples as a list of batches, and an iterator over the rest of the stream
+    (the batch that straddles the boundary is cut in two)."""
+    stream = iter(batches)
+    head: list[Batch] = []
+    taken = 0
+    remainder: Batch | None = None
+    while taken < count:
+        batch = next(stream, None)
+        if batch is None:
+            break
+        size = len(next(iter(batch.values())))
+        keep = min(size, count - taken)
+        head.append({k: v[:keep] for k, v in batch.items()} if keep < size else batch)
+        if keep < size:
+            remainder = {k: v[keep:] for k, v in batch.items()}
+        taken += keep
+
+    def rest() -> Iterator[Batch]:
+        if remainder is not None:
+            yield remainder
+        yield from stream
+
+    return head, rest()
 
 
 def _is_class_scores(outputs: list[Any], index: int) -> bool:

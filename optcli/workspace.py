@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from optcli import interrupts
 from optcli.errors import UserInputError
+from optcli.runlock import RunLock, pid_alive
+
+STAGING_PREFIX = ".staging-"
+_STAGING_PID = re.compile(r"^\.staging-(\d+)-")
 
 
 class Workspace:
@@ -21,6 +27,22 @@ class Workspace:
         self.root = Path(root)
 
     def prepare(self) -> Workspace:
+        """Create the folder and check it is writable; remove staging folders no live run owns."""
+        self.ensure_writable()
+        self.cleanup_staging()
+        return self
+
+    @contextmanager
+    def locked(
+        self, *, wait: bool = False, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[RunLock]:
+        """Hold the run folder's lock (exit 2 naming its holder, or wait) for the whole run."""
+        self.ensure_writable()
+        with RunLock(self.root).held(wait=wait, on_wait=on_wait) as lock:
+            self.cleanup_staging()
+            yield lock
+
+    def ensure_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
@@ -30,8 +52,6 @@ class Workspace:
                 f"output folder '{self.root}' cannot be written: {exc.strerror or exc}",
                 hint="pass a writable folder with --out",
             ) from exc
-        self.cleanup_staging()
-        return self
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -39,16 +59,19 @@ class Workspace:
     @contextmanager
     def staged(self, name: str) -> Iterator[Path]:
         """Yield a temp path to write `name` to; on success move it (and its .data file) into place."""
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        # The pid in the name tells a later run whether the writer is still alive.
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.root))
         try:
             tmp = staging / name
             yield tmp
-            data = staging / (name + ".data")
-            if data.exists():
-                os.replace(data, self.root / data.name)
-            os.replace(tmp, self.root / name)
+            with interrupts.deferred():  # the model and its .data file move together or not at all
+                data = staging / (name + ".data")
+                if data.exists():
+                    os.replace(data, self.root / data.name)
+                os.replace(tmp, self.root / name)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            with interrupts.deferred():
+                shutil.rmtree(staging, ignore_errors=True)
 
     def write_text(self, name: str, text: str) -> Path:
         with self.staged(name) as tmp:
@@ -59,6 +82,17 @@ class Workspace:
         return self.write_text(name, json.dumps(data, indent=2, default=str) + "\n")
 
     def cleanup_staging(self) -> None:
-        """Remove temp folders an interrupted run left behind."""
-        for leftover in self.root.glob(".staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        """Remove temp folders a killed run left behind, never those of a live process."""
+        for leftover in self.root.glob(STAGING_PREFIX + "*"):
+            if not staging_owner_alive(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def staging_owner_alive(name: str) -> bool:
+    """Whether another live process may still write into this staging folder (names without a pid
+    come from older versions: nobody owns them)."""
+    match = _STAGING_PID.match(name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    return pid != os.getpid() and pid_alive(pid)

@@ -175,7 +175,8 @@ def test_recipe_init_refuses_to_overwrite_without_force(cli, model_dir):
     assert yaml.safe_load(target.read_text())["name"] == "renamed"
 
 
-def test_recipe_init_with_two_inputs_and_a_named_dim(cli, model_dir):
+def test_recipe_init_with_two_inputs_and_a_named_dim(cli, model_dir, monkeypatch):
+    monkeypatch.chdir(model_dir)  # --model is relative to the current directory, as typed
     target = model_dir / "sub" / "dir" / "r.yaml"  # missing folders are created
     code, _, err = cli(
         "recipe",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Union
 
 from pydantic import Field
@@ -13,7 +14,9 @@ from optcli.calibration.base import (
     DataSourceKind,
     SourceContext,
     checked_batches,
+    read_source,
     rebatch,
+    require_samples,
     sample_digests,
 )
 
@@ -28,13 +31,33 @@ DataSource = Annotated[
 
 
 def stream(options, ctx: SourceContext, *, batch_size: int, samples: int | None) -> Iterator[Batch]:
-    """Checked batches of `batch_size` from the source, `samples` in total (None: all it has)."""
+    """Checked batches of `batch_size` from the source, `samples` in total (None: all it has).
+
+    Every consumer reads data through here, so every data problem (an unreadable file, user code
+    that raises, no samples, all-NaN inputs) is one UserInputError naming `ctx.field`."""
     kind = SOURCES[options.type]
-    return rebatch(checked_batches(kind.open(options, ctx), ctx), batch_size, samples)
+    raw = read_source(kind, options, ctx)
+    return require_samples(rebatch(checked_batches(raw, ctx), batch_size, samples), ctx, options)
 
 
 def is_synthetic(options) -> bool:
     return SOURCES[options.type].synthetic
+
+
+def source_files(options, ctx: SourceContext) -> list[Path]:
+    """The files a source reads that optcli can name (data files, images, a 'file.py:fn' callable's
+    file), so caches keyed on the data notice when one changes."""
+    if isinstance(options, files.FilesSource):
+        return files.resolve_paths(options, ctx)
+    if isinstance(options, images.ImagesSource):
+        return images.image_files(options, ctx)
+    if isinstance(options, python_callable.CallableSource):
+        module_part = options.callable.rpartition(":")[0]
+        if module_part.endswith(".py"):
+            path = Path(module_part)
+            path = path if path.is_absolute() else ctx.base_dir / path
+            return [path] if path.is_file() else []
+    return []
 
 
 __all__ = [
@@ -44,5 +67,6 @@ __all__ = [
     "SourceContext",
     "is_synthetic",
     "sample_digests",
+    "source_files",
     "stream",
 ]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from optcli.errors import UserInputError
+from optcli.errors import OptcliError, UserInputError
+from optcli.optional import OptionalPackage
 from optcli.specs import NUMPY_DTYPES, InputSpec, ShapeResolver
 from optcli.strict import StrictModel
+from optcli.userimport import describe_exception
 
 Batch = dict[str, np.ndarray]
 
@@ -24,6 +26,7 @@ class SourceContext:
     base_dir: Path
     field: str  # dotted recipe field, for error messages
     labels_key: str | None = None
+    warn: Callable[[str], None] | None = None  # where data problems short of an error are reported
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,30 @@ class DataSourceKind:
     options: type[StrictModel]
     open: Callable[[StrictModel, SourceContext], Iterable[Batch]]
     synthetic: bool = False
+    # Exceptions that, raised while the source is read, mean the user's data or code is at fault (exit 2).
+    user_errors: tuple[type[Exception], ...] = ()
+    # Optional packages the source needs (what `optcli doctor` checks).
+    requires: tuple[OptionalPackage, ...] = ()
+
+
+def source_label(options: StrictModel) -> str:
+    """'files source 'data/*.npz'', 'callable source 'data.py:batches'': what the messages call a source."""
+    ref = getattr(options, "path", None) or getattr(options, "callable", None)
+    kind = getattr(options, "type", "data")
+    return f"the {kind} source '{ref}'" if ref else f"the {kind} source"
+
+
+def read_source(kind: DataSourceKind, options: StrictModel, ctx: SourceContext) -> Iterator[Batch]:
+    """Open and iterate a source: a failure of the user's files or code becomes one UserInputError
+    naming the recipe field, so a broken data set is exit 2, never an internal error."""
+    try:
+        yield from kind.open(options, ctx)
+    except OptcliError:
+        raise
+    except kind.user_errors as exc:
+        raise UserInputError(
+            f"{ctx.field}: reading {source_label(options)} failed: {describe_exception(exc, ctx.base_dir)}"
+        ) from exc
 
 
 def checked_batches(raw: Iterable[Batch], ctx: SourceContext) -> Iterator[Batch]:
@@ -53,18 +80,33 @@ def checked_batches(raw: Iterable[Batch], ctx: SourceContext) -> Iterator[Batch]
         out: Batch = {}
         sizes = set()
         for spec in inputs:
-            array = np.asarray(batch[spec.name])
+            array = _as_array(batch[spec.name], f"{ctx.field} (batch {index}): input '{spec.name}'")
             problem = ctx.resolver.check_array(spec, array, f"{ctx.field} (batch {index})")
             if problem:
                 raise UserInputError(problem)
             out[spec.name] = _cast(array, spec)
             sizes.add(array.shape[0])
         if ctx.labels_key and ctx.labels_key in batch:
-            out[ctx.labels_key] = np.asarray(batch[ctx.labels_key])
-            sizes.add(out[ctx.labels_key].shape[0])
+            where = f"{ctx.field} (batch {index}): labels '{ctx.labels_key}'"
+            labels = _as_array(batch[ctx.labels_key], where)
+            if labels.ndim == 0:
+                raise UserInputError(f"{where} is a scalar, expected one label per sample (a batch axis)")
+            out[ctx.labels_key] = labels
+            sizes.add(labels.shape[0])
         if len(sizes) != 1:
             raise UserInputError(f"{ctx.field}: batch {index} mixes leading sizes {sorted(sizes)}")
         yield out
+
+
+def _as_array(value: object, where: str) -> np.ndarray:
+    """The value as a numpy array; ragged lists or a CUDA tensor are the data's fault, not a crash."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise UserInputError(
+            f"{where} is a {type(value).__name__} that is not an array: {describe_exception(exc)}",
+            hint="yield numpy arrays (or CPU tensors) of one shape per batch",
+        ) from exc
 
 
 def _cast(array: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -79,6 +121,8 @@ def rebatch(batches: Iterable[Batch], batch_size: int, limit: int | None) -> Ite
     Holds at most one output batch plus one input batch in memory, so memory does not grow
     with the number of samples.
     """
+    if limit is not None and limit <= 0:
+        return
     pending: list[Batch] = []
     pending_count = 0
     emitted = 0
@@ -88,7 +132,7 @@ def rebatch(batches: Iterable[Batch], batch_size: int, limit: int | None) -> Ite
             n = min(n, limit - emitted - pending_count)
             batch = {k: v[:n] for k, v in batch.items()}
         if n <= 0:
-            break
+            continue  # an empty file in a glob: the next one may hold samples
         pending.append(batch)
         pending_count += n
         while pending_count >= batch_size:
@@ -102,6 +146,49 @@ def rebatch(batches: Iterable[Batch], batch_size: int, limit: int | None) -> Ite
             break
     if pending_count:
         yield _concat(pending)
+
+
+def require_samples(batches: Iterable[Batch], ctx: SourceContext, options: StrictModel) -> Iterator[Batch]:
+    """Pass batches through; refuse a source that yields no sample, or a sample whose input is all NaN/Inf.
+
+    An empty source would otherwise reach a quantizer or a metric with nothing to work on (an
+    internal error, or a comparison of nothing that passes), and an all-NaN sample gives NaN
+    ranges or metrics. Some non-finite values in a sample are reported once through `ctx.warn`.
+    """
+    samples = 0
+    warned = False
+    for batch in batches:
+        size = len(next(iter(batch.values())))
+        for spec in ctx.resolver.inputs:
+            array = batch[spec.name]
+            if array.dtype.kind != "f" or not array.size:
+                continue
+            finite = np.isfinite(array).reshape(size, -1)
+            per_sample = finite.sum(axis=1)
+            dead = np.flatnonzero(per_sample == 0)
+            if dead.size:
+                first = samples + int(dead[0])
+                raise UserInputError(
+                    f"{ctx.field}: input '{spec.name}' is entirely NaN/Inf in sample {first} of "
+                    f"{source_label(options)} ({dead.size} such samples among samples {samples}-"
+                    f"{samples + size - 1}): such data cannot calibrate or validate anything",
+                    hint="check how the arrays were made (a failed normalization, an uninitialized buffer)",
+                )
+            bad = finite.size - int(per_sample.sum())
+            if bad and ctx.warn is not None and not warned:
+                ctx.warn(
+                    f"{ctx.field}: input '{spec.name}' has {bad} NaN/Inf of {finite.size} values in "
+                    f"samples {samples}-{samples + size - 1}"
+                )
+                warned = True
+        samples += size
+        yield batch
+    if samples == 0:
+        raise UserInputError(
+            f"{ctx.field}: {source_label(options)} yielded no samples (no batch, or only batches with "
+            "0 rows along the batch axis)",
+            hint="point the source at data that holds at least one sample",
+        )
 
 
 def _concat(batches: list[Batch]) -> Batch:

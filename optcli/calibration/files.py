@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -13,6 +15,23 @@ from pydantic import Field
 from optcli.calibration.base import Batch, DataSourceKind, SourceContext
 from optcli.errors import UserInputError
 from optcli.strict import StrictModel
+
+# What numpy raises for a truncated, empty or corrupt .npy/.npz (an empty file is EOFError, a cut
+# zip BadZipFile, a damaged member zlib.error or a CRC BadZipFile, a short .npy ValueError).
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, a zip (.npz), an empty zip
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` is not .npy/.npz data at all, before numpy reads it: numpy would take anything else
+    for a pickle and suggest allow_pickle, which would run code from a data file."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    if not head:
+        return "the file is empty"
+    if not head.startswith(_SIGNATURES):
+        return f"it is not a .npy or .npz file (it starts with {head!r}, neither NumPy's nor a zip signature)"
+    return None
 
 
 class FilesSource(StrictModel):
@@ -42,6 +61,9 @@ def open_source(options: FilesSource, ctx: SourceContext) -> Iterator[Batch]:
     names = [spec.name for spec in ctx.resolver.inputs]
     for path in resolve_paths(options, ctx):
         try:
+            why = _unreadable(path)
+            if why:
+                raise UserInputError(f"{ctx.field}.path: cannot read '{path}': {why}")
             if path.suffix == ".npy":
                 if len(names) != 1:
                     raise UserInputError(
@@ -64,8 +86,15 @@ def open_source(options: FilesSource, ctx: SourceContext) -> Iterator[Batch]:
                 if ctx.labels_key and ctx.labels_key in archive:
                     batch[ctx.labels_key] = archive[ctx.labels_key]
             yield batch
-        except (OSError, ValueError) as exc:
-            raise UserInputError(f"{ctx.field}: cannot read '{path}': {exc}") from exc
+        except READ_ERRORS as exc:
+            why = str(exc).strip() or type(exc).__name__
+            if isinstance(exc, EOFError):
+                why = "the file is empty (or ends before its header)"
+            elif "mmap length" in why:
+                why = f"the file is shorter than its header says (truncated: {why})"
+            elif isinstance(exc, zipfile.BadZipFile | zlib.error):
+                why = f"not a complete .npz archive (truncated or corrupt: {why})"
+            raise UserInputError(f"{ctx.field}.path: cannot read '{path}': {why}") from exc
 
 
-SOURCE = DataSourceKind(name="files", options=FilesSource, open=open_source)
+SOURCE = DataSourceKind(name="files", options=FilesSource, open=open_source, user_errors=READ_ERRORS)

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from optcli.calibration.base import Batch, DataSourceKind, SourceContext
 from optcli.errors import UserInputError, require
+from optcli.optional import OptionalPackage
 from optcli.strict import StrictModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -73,6 +74,13 @@ def preprocess(path: Path, options: ImagesSource) -> np.ndarray:
     return pixels.transpose(2, 0, 1) if options.layout == "NCHW" else pixels
 
 
+def _decoded(path: Path, options: ImagesSource, ctx: SourceContext) -> np.ndarray:
+    try:
+        return preprocess(path, options)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: unreadable, truncated or not an image
+        raise UserInputError(f"{ctx.field}.path: cannot decode image '{path}': {exc}") from exc
+
+
 def open_source(options: ImagesSource, ctx: SourceContext) -> Iterator[Batch]:
     names = [spec.name for spec in ctx.resolver.inputs]
     target = options.input or (names[0] if len(names) == 1 else None)
@@ -82,10 +90,17 @@ def open_source(options: ImagesSource, ctx: SourceContext) -> Iterator[Batch]:
     classes = sorted({f.parent.name for f in files})
     for start in range(0, len(files), options.chunk):
         chunk = files[start : start + options.chunk]
-        batch: Batch = {target: np.stack([preprocess(f, options) for f in chunk])}
+        batch: Batch = {target: np.stack([_decoded(f, options, ctx) for f in chunk])}
         if options.labels_from_folders and ctx.labels_key:
             batch[ctx.labels_key] = np.array([classes.index(f.parent.name) for f in chunk], dtype=np.int64)
         yield batch
 
 
-SOURCE = DataSourceKind(name="images", options=ImagesSource, open=open_source)
+PILLOW = OptionalPackage("pillow", "PIL.Image", ("pillow",), "pip install pillow")
+SOURCE = DataSourceKind(
+    name="images",
+    options=ImagesSource,
+    open=open_source,
+    user_errors=(OSError, ValueError),
+    requires=(PILLOW,),
+)

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from optcli.calibration.base import Batch, DataSourceKind, SourceContext
-from optcli.errors import UserInputError
+from optcli.errors import OptcliError, UserInputError
 from optcli.strict import StrictModel
-from optcli.userimport import resolve_callable
+from optcli.userimport import describe_exception, resolve_callable
 
 
 class CallableSource(StrictModel):
@@ -23,13 +23,25 @@ class CallableSource(StrictModel):
 
 
 def open_source(options: CallableSource, ctx: SourceContext) -> Iterator[Batch]:
-    fn = resolve_callable(options.callable, base_dir=ctx.base_dir, field=f"{ctx.field}.callable")
+    field = f"{ctx.field}.callable"
+    fn = resolve_callable(options.callable, base_dir=ctx.base_dir, field=field)
     try:
         batches = fn(**options.kwargs)
+    except OptcliError:
+        raise
+    except Exception as exc:  # the user's code: whatever it raises is theirs to fix
+        raise UserInputError(
+            f"{field}: calling '{options.callable}' raised {describe_exception(exc, ctx.base_dir)}"
+        ) from exc
+    try:
         iterator = iter(batches)
     except TypeError as exc:
-        raise UserInputError(f"{ctx.field}.callable: calling '{options.callable}' failed: {exc}") from exc
+        raise UserInputError(
+            f"{field}: '{options.callable}' returned a {type(batches).__name__}, expected an iterable "
+            "of batches (dicts input name -> array), e.g. a list or a generator"
+        ) from exc
+    # Errors while iterating (the user's generator body) are wrapped by read_source via user_errors.
     yield from iterator
 
 
-SOURCE = DataSourceKind(name="callable", options=CallableSource, open=open_source)
+SOURCE = DataSourceKind(name="callable", options=CallableSource, open=open_source, user_errors=(Exception,))

@@ -43,6 +43,8 @@ def generate(
                 data = rng.standard_normal(shape, dtype=np.float32)
             else:
                 data = rng.uniform(options.low, options.high, shape).astype(np.float32)
+            if spec.dtype == "float16":  # feed what the recipe declares (numpy has no bfloat16)
+                data = data.astype(np.float16)
         elif spec.dtype == "bool":
             data = np.ones(shape, dtype=np.bool_)
         else:

@@ -25,12 +25,15 @@ class TensorHistogram:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=np.int64))
     minimum: float = np.inf
     maximum: float = -np.inf
+    non_finite: int = 0  # NaN/Inf values seen (left out of the histogram)
 
     def update(self, values: np.ndarray) -> None:
         values = values.ravel()
         low, high = float(values.min(initial=np.inf)), float(values.max(initial=-np.inf))
         if not (np.isfinite(low) and np.isfinite(high)):  # rare: filter only when needed
+            size = values.size
             values = values[np.isfinite(values)]
+            self.non_finite += size - values.size
             if values.size == 0:
                 return
             low, high = float(values.min()), float(values.max())
@@ -56,6 +59,11 @@ class TensorHistogram:
         self.bound *= 2.0
 
     @property
+    def only_non_finite(self) -> bool:
+        """Every value seen was NaN/Inf: no range can be derived (an empty tensor is not this)."""
+        return self.non_finite > 0 and not np.isfinite(self.minimum)
+
+    @property
     def edges(self) -> np.ndarray:
         return np.linspace(-self.bound, self.bound, len(self.counts) + 1, dtype=np.float32)
 
@@ -77,7 +85,7 @@ class ActivationStatistics:
         }
         for index, hist in enumerate(self.tensors.values()):
             arrays[f"c{index}"] = hist.counts
-            arrays[f"r{index}"] = np.array([hist.bound, hist.minimum, hist.maximum])
+            arrays[f"r{index}"] = np.array([hist.bound, hist.minimum, hist.maximum, hist.non_finite])
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
@@ -88,8 +96,10 @@ class ActivationStatistics:
             samples, batches = (int(v) for v in data["__meta__"])
             tensors = {}
             for index, name in enumerate(data["__names__"]):
-                bound, minimum, maximum = (float(v) for v in data[f"r{index}"])
-                tensors[str(name)] = TensorHistogram(bound, data[f"c{index}"].copy(), minimum, maximum)
+                bound, minimum, maximum, *rest = (float(v) for v in data[f"r{index}"])
+                non_finite = int(rest[0]) if rest else 0
+                hist = TensorHistogram(bound, data[f"c{index}"].copy(), minimum, maximum, non_finite)
+                tensors[str(name)] = hist
             return cls(tensors, samples, batches, str(data["__digest__"]))
 
 

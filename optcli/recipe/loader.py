@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from optcli.errors import RecipeError
 from optcli.recipe.models import Recipe
-
-LineMap = dict[tuple[str, ...], int]
+from optcli.recipe.problems import RecipeProblems, located_errors
+from optcli.recipe.yaml_source import LineMap, load_value, load_yaml
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
@@ -26,102 +26,16 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def parse_recipe(text: str, *, source: Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """The validated recipe, or a RecipeError listing every problem (RecipeProblems when several)."""
     file = str(source) if source else "<recipe>"
-    data, lines = _parse_yaml(text, file)
+    data, lines = load_yaml(text, file)
     _apply_overrides(data, lines, overrides or [])
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise _recipe_error(exc, file, lines, data) from None
+        problems = located_errors(exc, file, lines, data)
+        raise (problems[0] if len(problems) == 1 else RecipeProblems(problems)) from None
     return recipe.bind_location(source)
-
-
-def _parse_yaml(text: str, file: str) -> tuple[dict[str, Any], LineMap]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"invalid YAML: {problem}", file=file, line=line) from None
-    if not isinstance(data, dict):
-        raise RecipeError(
-            "the recipe must be a YAML mapping (key: value) at the top level", file=file, line=1
-        )
-    lines: LineMap = {}
-    _collect_lines(node, (), lines)
-    return data, lines
-
-
-def _collect_lines(node: yaml.Node | None, path: tuple[str, ...], out: LineMap) -> None:
-    if node is None:
-        return
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            out[child] = key.start_mark.line + 1
-            _collect_lines(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _collect_lines(item, (*path, str(index)), out)
-
-
-def _field_path(data: Any, loc: tuple[Any, ...]) -> tuple[str, ...]:
-    """The location as the user wrote it: drop pydantic's union-tag segments ('files', 'onnxruntime')."""
-    path: list[str] = []
-    current: Any = data
-    for item in loc:
-        key = "validate" if item == "validate_" else item
-        if isinstance(current, dict):
-            if key in current:
-                path.append(str(key))
-                current = current[key]
-                continue
-            if key in (current.get("type"), current.get("engine"), current.get("name")):
-                continue  # the discriminator value pydantic inserts for a tagged union member
-        elif isinstance(current, list) and isinstance(key, int) and key < len(current):
-            path.append(str(key))
-            current = current[key]
-            continue
-        if isinstance(key, str) and (key.startswith("function-") or "[" in key):
-            continue
-        path.append(str(key))
-        current = None
-    return tuple(path)
-
-
-def _recipe_error(exc: ValidationError, file: str, lines: LineMap, data: Any) -> RecipeError:
-    first = exc.errors()[0]
-    path = _field_path(data, first["loc"])
-    known = path
-    while known and known not in lines:
-        known = known[:-1]
-    message = _message(first)
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''}; run `optcli recipe validate`)"
-    line = lines.get(known)
-    if known in lines and line is None:  # the value came from --set
-        file = f"{file} (--set {'.'.join(known)})"
-    return RecipeError(message, file=file, line=line, field=".".join(path) or None)
-
-
-def _message(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown field (check the spelling; `optcli recipe schema` lists every field)"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "union_tag_invalid":
-        ctx = error.get("ctx", {})
-        tag, expected = ctx.get("tag"), ctx.get("expected_tags")
-        return f"unknown {ctx.get('discriminator', 'kind')} {tag!r}; expected one of {expected}"
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
-        msg += f" (got {error['input']!r})"
-    return msg
 
 
 def all_errors(
@@ -130,16 +44,13 @@ def all_errors(
     """Every problem in a recipe (for `optcli recipe validate`), not only the first."""
     file = str(source) if source else "<recipe>"
     try:
-        data, lines = _parse_yaml(text, file)
+        data, lines = load_yaml(text, file)
         _apply_overrides(data, lines, overrides or [])
         Recipe.model_validate(data)
     except RecipeError as exc:
         return [exc]
     except ValidationError as exc:
-        return [
-            _recipe_error(ValidationError.from_exception_data(exc.title, [err]), file, lines, data)  # type: ignore[list-item]
-            for err in exc.errors()
-        ]
+        return located_errors(exc, file, lines, data)
     return []
 
 
@@ -158,7 +69,7 @@ def _apply_overrides(data: dict[str, Any], lines: LineMap, overrides: list[str])
         path = tuple(key.split("."))
         for known in [k for k in lines if k[: len(path)] == path]:
             del lines[known]
-        lines[path] = None  # type: ignore[assignment]
+        lines[path] = None
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -167,7 +78,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key.strip():
         raise RecipeError(f"--set expects 'dotted.field=value', got {assignment!r}", file="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_value(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise RecipeError(f"value {raw!r} is not valid YAML: {exc}", file="--set", field=key) from None
     parts = key.strip().split(".")

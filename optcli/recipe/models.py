@@ -12,12 +12,14 @@ from optcli.backends.onnxruntime import OnnxRuntimeConfig
 from optcli.calibration import DataSource
 from optcli.calibration.synthetic import SyntheticSource
 from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
-from optcli.passes import PassConfig
+from optcli.passes import PASSES, PassConfig
 from optcli.quantization import QuantizationSettings
+from optcli.recipe import crossfield
 from optcli.specs import DimRange, InputSpec
 from optcli.strict import StrictModel
 
 SCHEMA_VERSION = 1
+SERIALIZED_MODEL_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".torchscript")  # model.source files, no factory
 
 
 class ModelSection(StrictModel):
@@ -90,12 +92,18 @@ class ValidateSection(StrictModel):
         default_factory=lambda: SyntheticSource(seed=1_000_003),
         description="Validation batches; must differ from the calibration data.",
     )
-    samples: int = Field(256, ge=1, description="How many samples to validate on.")
+    samples: int = Field(
+        256,
+        ge=1,
+        description="How many samples to validate on. With quantization.accuracy, the ones after the "
+        "quantization.accuracy.samples that recovery tunes on.",
+    )
     batch_size: int = Field(32, ge=1, description="Samples per validation batch.")
     labels: str = Field("labels", description="Key of integer class labels in data batches (task accuracy).")
-    class_output: int | None = Field(
+    class_output: int | str | None = Field(
         0,
-        description="Index of the output holding class scores [N, classes] for top-1 metrics; null: none.",
+        description="The output holding class scores [N, classes] for top-1 metrics: its index, or its "
+        "name in model.outputs; null: none. Checked against the exported model's outputs.",
     )
     gates: dict[str, str] = Field(
         default_factory=dict,
@@ -104,6 +112,13 @@ class ValidateSection(StrictModel):
     )
 
     _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, VALIDATION_METRICS))
+
+    @field_validator("class_output")
+    @classmethod
+    def _not_negative(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be an output index >= 0 or an output name, got {value}")
+        return value
 
 
 class BenchmarkSection(StrictModel):
@@ -178,7 +193,7 @@ class Recipe(StrictModel):
     passes: list[PassConfig] = Field(
         default_factory=list,
         description="ONNX graph passes in order; each a name or {name: ..., options}. Names: "
-        "shape_inference, onnxscript_optimize, ort_optimize, fp16.",
+        f"{', '.join(PASSES)}.",
     )
     quantization: QuantizationSettings | None = Field(None, description="Omit to skip quantization.")
     build: list[EngineEntry] = Field(
@@ -212,6 +227,9 @@ class Recipe(StrictModel):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    _class_output = field_validator("validate_")(crossfield.class_output_is_an_output)
+    _batch_sizes = field_validator("benchmark")(crossfield.batch_sizes_in_dims)
 
     @model_validator(mode="after")
     def _unique_engine_names(self) -> Recipe:

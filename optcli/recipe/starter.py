@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import yaml
 
 from optcli.errors import UserInputError
 from optcli.recipe.loader import parse_recipe
+from optcli.recipe.models import SERIALIZED_MODEL_SUFFIXES
 from optcli.specs import parse_input_flag
 
 TEMPLATE = """\
@@ -46,6 +48,30 @@ benchmark:
 """
 
 
+def recipe_relative_source(model: str, output: Path) -> str:
+    """--model as the recipe must say it: a file path typed relative to the current directory is
+    rewritten relative to the recipe's folder, which is where recipe paths start from."""
+    file_part, sep, attr = model.rpartition(":")
+    if not (sep and file_part.endswith(".py")):
+        if not model.endswith(SERIALIZED_MODEL_SUFFIXES):
+            return model  # 'pkg.module:factory' is imported, not opened
+        file_part, sep, attr = model, "", ""
+    path = Path(file_part)
+    if path.is_absolute():
+        return model
+    folder = output.parent.resolve()
+    if path.exists():
+        relative = Path(os.path.relpath(path.resolve(), folder)).as_posix()
+    elif (folder / path).exists():
+        relative = path.as_posix()  # already relative to the recipe's folder
+    else:
+        raise UserInputError(
+            f"--model: file '{file_part}' does not exist (looked in the current directory, "
+            f"{Path.cwd()}, and in the recipe's folder, {folder})"
+        )
+    return f"{relative}{sep}{attr}"
+
+
 def write_starter(model: str, input_flags: list[str], output: Path, *, name: str | None, force: bool) -> Path:
     if output.exists() and not force:
         raise UserInputError(f"--output: '{output}' exists; pass --force to overwrite it")
@@ -64,7 +90,7 @@ def write_starter(model: str, input_flags: list[str], output: Path, *, name: str
     text = TEMPLATE.format(
         path=output,
         name=recipe_name,
-        source=model,
+        source=recipe_relative_source(model, output),
         inputs="\n".join(input_lines),
         dims="\n".join(dim_lines) or "    {}",
     )

@@ -37,9 +37,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("validation"):
         v = report["validation"]
         data = "synthetic" if v.get("synthetic") else v["data"].get("type")
+        tuning = (v.get("tuning_samples") or {}).get("count")
+        after = f" after the {tuning} accuracy recovery tuned on" if tuning else ""
         parts += [
             "",
-            f"### Accuracy ({v['samples']} held-out samples, {data} data)",
+            f"### Accuracy ({v['samples']} held-out samples{after}, {data} data)",
             "",
             _table(VALIDATION_HEADER, validation_rows(report)),
         ]

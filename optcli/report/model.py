@@ -33,7 +33,8 @@ class RunReport:
     gates: list[GateResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    status: str = "running"  # running | finished | error
+    status: str = "running"  # running | finished | error | interrupted
+    error: dict[str, Any] | None = None  # {stage, kind, message, exit_code} when status is error/interrupted
 
     @property
     def verdict(self) -> str:
@@ -49,6 +50,7 @@ class RunReport:
             "optcli_version": __version__,
             "status": self.status,
             "verdict": self.verdict if self.status == "finished" else "error",
+            "error": self.error,
             "recipe": self.recipe,
             "environment": self.environment,
             "provenance": self.provenance,

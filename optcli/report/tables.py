@@ -56,7 +56,7 @@ def validation_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 entry["engine"],
-                entry["precision"],
+                entry.get("precision_detail") or entry["precision"],
                 fmt(m.get("cosine"), 6),
                 fmt(m.get("max_abs")),
                 fmt(m.get("rel_l2")),

@@ -60,15 +60,49 @@ def build_stage(run: Run) -> list[Engine]:
             if run.recipe.benchmark.threads and getattr(config, "threads", "n/a") is None:
                 config = config.model_copy(update={"threads": run.recipe.benchmark.threads})
             engines.append(create_engine(config, context))
+        distinct_default_labels(engines)
         labels = [e.label for e in engines]
         if len(set(labels)) != len(labels):
             raise UserInputError(f"build: engines share a name {labels}; give each a distinct 'name'")
         for engine in engines:
             engine.load()
         descriptions = [e.describe() for e in engines]
+        artifacts = run.report.quantization.get("artifacts", {})
+        for engine, description in zip(engines, descriptions):
+            description["precision_detail"] = precision_detail(description, artifacts)
+            info = artifacts.get(description.get("artifact", ""))
+            if info and info["requested"] in engine.label and info["requested"] != engine.precision:
+                run.report.warnings.append(
+                    f"engine '{engine.label}' runs {description['precision_detail']}: its name says "
+                    f"{info['requested']}, its artifact does not"
+                )
         run.report.warnings += [d["precision_warning"] for d in descriptions if d.get("precision_warning")]
         run.report.engines = [
             {"label": e.label, "baseline": e is baseline, **d} for e, d in zip(engines, descriptions)
         ]
         record.details = {"engines": labels}
     return engines
+
+
+def distinct_default_labels(engines: list[Engine]) -> None:
+    """Default labels come from the artifact's precision, so two engines can meet on one (an INT8
+    recipe whose artifact ended FP32 next to the FP32 engine): those get the artifact name added."""
+    labels = [e.label for e in engines]
+    for engine in engines:
+        config = engine.config
+        if labels.count(engine.label) > 1 and config.name is None and hasattr(config, "artifact"):
+            artifact, _ = engine.context.artifact(config.artifact, config.engine)
+            engine.config = config.model_copy(update={"name": f"{engine.label}-{artifact}"})
+
+
+def precision_detail(description: dict, artifacts: dict[str, dict]) -> str:
+    """'int8 (87% of MACs)': the engine's precision with the quantized share its artifact measured."""
+    precision = description["precision"]
+    info = artifacts.get(description.get("artifact", ""))
+    if not info:
+        return precision
+    if info["precision"] == precision:
+        return info["label"]
+    if info["quantized_share"] == 0 and info["requested"] != precision:
+        return f"{precision} (no {info['requested']} compute op)"
+    return precision

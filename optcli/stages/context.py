@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from optcli import interrupts
 from optcli.recipe import Recipe
 from optcli.report.model import RunReport, StageRecord
 from optcli.specs import ShapeResolver
@@ -40,12 +41,21 @@ class Run:
     calibration_digests: set[bytes] = field(default_factory=set)
     runnable_build: list[Any] = field(default_factory=list)  # build entries preflight found runnable
 
+    current_stage: str | None = None  # what report.json's `error.stage` names if the run stops now
+
+    def enter(self, name: str) -> None:
+        """A pipeline step begins; stop here if a signal arrived that library code swallowed."""
+        interrupts.check()
+        self.current_stage = name
+
     @contextmanager
     def stage(self, name: str) -> Iterator[StageRecord]:
+        self.enter(name)
         self.ui.stage_started(name)
         record = StageRecord(name=name, seconds=0.0)
         start = time.perf_counter()
         yield record
+        interrupts.check()  # a swallowed interrupt must not be recorded as a finished stage
         record.seconds = round(time.perf_counter() - start, 3)
         self.report.stages.append(record)
         self.ui.stage_finished(record)

@@ -10,7 +10,8 @@ from optcli.calibration import SourceContext, is_synthetic, sample_digests, stre
 from optcli.calibration.synthetic import random_batch
 from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, evaluate
 from optcli.stages.context import Run
-from optcli.validate import validate_engines
+from optcli.stages.recover import too_few_samples, tuning_samples
+from optcli.validate import split_samples, validate_engines
 
 
 def validate_stage(run: Run, engines: list[Engine]) -> None:
@@ -20,14 +21,22 @@ def validate_stage(run: Run, engines: list[Engine]) -> None:
     baseline, candidates = engines[0], engines[1:]
     ctx = SourceContext(run.resolver, run.recipe.base_dir, "validate.data", labels_key=settings.labels)
     names = [s.name for s in run.recipe.model.inputs]
-    overlap = 0
+    skip = tuning_samples(run)
+    overlap = tuning_overlap = 0
     with run.stage("validate") as record:
         progress = run.ui.progress("validating", total=settings.samples)
+        # Accuracy recovery tuned on the first `skip` samples: the verdict is given on the ones after.
+        tuning, rest = split_samples(
+            stream(settings.data, ctx, batch_size=settings.batch_size, samples=skip + settings.samples), skip
+        )
+        tuning_digests = {d for batch in tuning for d in sample_digests(batch, names)}
 
         def tracked() -> Iterator[dict]:
-            nonlocal overlap
-            for batch in stream(settings.data, ctx, batch_size=settings.batch_size, samples=settings.samples):
-                overlap += sum(d in run.calibration_digests for d in sample_digests(batch, names))
+            nonlocal overlap, tuning_overlap
+            for batch in rest:
+                digests = sample_digests(batch, names)
+                overlap += sum(d in run.calibration_digests for d in digests)
+                tuning_overlap += sum(d in tuning_digests for d in digests)
                 yield batch
 
         try:
@@ -42,23 +51,36 @@ def validate_stage(run: Run, engines: list[Engine]) -> None:
             )
         finally:
             progress.close()
-        record.details = {"samples": baseline_stats["samples"], "overlap_with_calibration": overlap}
+        judged = baseline_stats["samples"]
+        if skip and judged < settings.samples:
+            raise too_few_samples(skip + judged, skip, settings.samples)
+        record.details = {"samples": judged, "overlap_with_calibration": overlap}
     if overlap:
         run.report.warnings.append(f"{overlap} validation samples were also used for calibration")
+    if tuning_overlap:
+        run.report.warnings.append(
+            f"{tuning_overlap} held-out validation samples repeat samples accuracy recovery tuned on "
+            "(validate.data holds duplicates)"
+        )
     synthetic = is_synthetic(settings.data)
     if synthetic:
         run.report.warnings.append(
             "validation used synthetic data: metrics compare engines, not task accuracy"
         )
+    labels = {e["label"]: e.get("precision_detail") for e in run.report.engines}
     run.report.validation = {
         "data": settings.data.model_dump(),
         "synthetic": synthetic,
-        "samples": baseline_stats["samples"],
+        "samples": judged,
+        "tuning_samples": {"first": 0, "count": skip},
+        "held_out_samples": {"first": skip, "count": judged},
         "overlap_with_calibration": overlap,
+        "overlap_with_tuning": tuning_overlap,
         "baseline": baseline_stats,
         "engines": [
             {
                 **r.to_dict(),
+                "precision_detail": labels.get(r.engine) or r.precision,
                 "baseline_metrics": {k: v for k, v in baseline_stats.items() if k == "accuracy"},
             }
             for r in results
@@ -66,10 +88,19 @@ def validate_stage(run: Run, engines: list[Engine]) -> None:
     }
     configs = {e.label: e.config for e in engines}
     for result in results:
+        problem = result.problem
+        if problem:  # a gate even when the recipe set none: NaN/Inf outputs are never a pass
+            run.report.gates.append(
+                evaluate(
+                    "validate.finite", result.engine, result.summary["non_finite"], "== 0", problem=problem
+                )
+            )
         for metric, expr in engine_gates(settings.gates, configs[result.engine], VALIDATION_METRICS).items():
             value = result.metric(metric)
             detail = "" if value is not None else "metric not available (no labels or no class output)"
-            run.report.gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail))
+            run.report.gates.append(
+                evaluate(f"validate.{metric}", result.engine, value, expr, detail, problem=problem)
+            )
 
 
 def engine_gates(shared: dict[str, str], config, family: dict[str, str]) -> dict[str, str]:

@@ -11,9 +11,12 @@ from optcli.backends.onnxruntime import create_session, safe_level
 from optcli.export import example_inputs, export_onnx, run_torch
 from optcli.gates import evaluate
 from optcli.loading import load_torch_model
-from optcli.metrics import OutputAccumulator
+from optcli.metrics import OutputAccumulator, summarize
 from optcli.passes import PASSES
 from optcli.stages.context import Run
+from optcli.stages.preflight import check_class_output
+
+EXPORT_LOG = "logs/export.log"  # what torch printed during export, relative to the run folder
 
 
 def load_stage(run: Run) -> None:
@@ -25,6 +28,7 @@ def load_stage(run: Run) -> None:
 
 def export_stage(run: Run) -> None:
     settings = run.recipe.export
+    log_path = run.workspace.path(EXPORT_LOG)
     with run.stage("export") as record:
         with run.workspace.staged("exported.onnx") as tmp:
             result = export_onnx(
@@ -35,8 +39,12 @@ def export_stage(run: Run) -> None:
                 opset=settings.opset,
                 output_names=run.recipe.model.outputs,
                 external_data=settings.external_data,
+                log_path=log_path,
             )
+        # A TorchScript trace that froze a branch is no error, but the run must say so.
+        run.report.warnings += [note for note in result.notes if note.startswith("TorchScript export at")]
         run.output_names = result.output_names
+        check_class_output(run.recipe, run.output_names)  # the first point the outputs are known
         run.artifacts["exported"] = run.workspace.path("exported.onnx")
         run.precisions["exported"] = "fp32"
         run.trace_inputs = example_inputs(run.resolver)
@@ -51,6 +59,7 @@ def export_stage(run: Run) -> None:
             "exporter": result.exporter,
             "opset": settings.opset,
             "notes": result.notes,
+            "log": EXPORT_LOG,
         }
         run.report.provenance["exported_onnx_sha256"] = environment.file_digest(run.artifacts["exported"])
         if settings.verify:
@@ -72,18 +81,12 @@ def compare_with_reference(run: Run, model_path: Path, precision: str = "fp32") 
     session = create_session(model_path, level=safe_level("all", precision))
     names = [i.name for i in session.get_inputs()]
     produced = session.run(None, {n: run.trace_inputs[n] for n in names})
-    worst = {"cosine": 1.0, "max_abs": 0.0, "rel_l2": 0.0, "non_finite": 0.0}
-    for ref, got in zip(run.trace_outputs, produced):
+    per_output = {}
+    for index, (ref, got) in enumerate(zip(run.trace_outputs, produced)):
         acc = OutputAccumulator()
         acc.update(ref, got)
-        metrics = acc.result()
-        worst = {
-            "cosine": min(worst["cosine"], metrics["cosine"]),
-            "max_abs": max(worst["max_abs"], metrics["max_abs"]),
-            "rel_l2": max(worst["rel_l2"], metrics["rel_l2"]),
-            "non_finite": worst["non_finite"] + metrics["non_finite"],
-        }
-    return worst
+        per_output[str(index)] = acc.result()
+    return summarize(per_output)  # NaN-aware worst case: a NaN/Inf output makes the cosine NaN (fails)
 
 
 def passes_stage(run: Run) -> None:

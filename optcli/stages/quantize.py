@@ -11,14 +11,12 @@ from typing import Any
 import numpy as np
 
 from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
-from optcli.calibration.files import FilesSource, resolve_paths
-from optcli.onnx_io import load_model
 from optcli.passes import PASSES
 from optcli.quantization import QUANTIZERS, CalibrationSettings
 from optcli.quantization.calibrator import CalibrationCache
-from optcli.quantization.summary import precision_by_op
+from optcli.quantization.summary import QUANTIZED, ArtifactPrecision, artifact_precision
 from optcli.stages.context import Run
-from optcli.stages.recover import diagnose_stage_model, recover_accuracy
+from optcli.stages.recover import check_quantized_share, diagnose_stage_model, recover_accuracy
 from optcli.stages.target import wants_nncf_artifact
 
 
@@ -42,15 +40,22 @@ def quantize_stage(run: Run) -> None:
             float_model = Path(record.details.get("quantizer_input") or source)
             layers = diagnose_stage_model(run, float_model, tmp, 2)
             record.details["diagnosis"] = [layer.to_dict() for layer in layers]
-        record.details["precision_by_op"] = precision_by_op(load_model(tmp, load_external_data=False))
+        share = artifact_precision(tmp, settings.precision, run.resolver.sizes(batch_size=1))
+        record.details["precision_by_op"] = share.by_op
+        record.details["precision"] = share.to_dict()
         run.report.quantization = {
             key: record.details[key]
             for key in ("precision_by_op", "recovery", "diagnosis")
             if key in record.details
         }
+        run.report.quantization["artifacts"] = {"quantized": share.to_dict()}
+        if "recovery" in record.details:
+            check_quantized_share(run, share, len(record.details["recovery"]["excluded"]))
         record.artifact = str(run.workspace.path("quantized.onnx"))
     run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
-    run.precisions["quantized"] = settings.precision
+    # What the artifact runs in, not what the recipe asked for: engine labels and reports follow it.
+    run.precisions["quantized"] = share.precision if share.requested in QUANTIZED else share.requested
+    warn_if_not_quantized(run, share)
     if wants_nncf_artifact(run):
         nncf_stage(run, source)
 
@@ -69,15 +74,28 @@ def nncf_stage(run: Run, source: Path) -> None:
             calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples
         )
         record.details = QUANTIZERS["nncf"].quantize(source, tmp, settings, batches, names)
+        share = artifact_precision(tmp, "int8", run.resolver.sizes(batch_size=1))
+        record.details["precision"] = share.to_dict()
         record.artifact = str(run.workspace.path("quantized-nncf.onnx"))
     run.artifacts["quantized_nncf"] = run.workspace.path("quantized-nncf.onnx")
-    run.precisions["quantized_nncf"] = "int8"
+    run.precisions["quantized_nncf"] = share.precision
+    run.report.quantization.setdefault("artifacts", {})["quantized_nncf"] = share.to_dict()
+    warn_if_not_quantized(run, share, "quantized-nncf.onnx")
+
+
+def warn_if_not_quantized(run: Run, share: ArtifactPrecision, name: str = "quantized.onnx") -> None:
+    if share.requested in ("int8", "fp8") and share.quantized_share == 0:
+        run.report.warnings.append(
+            f"{name} has no {share.requested} compute op (every Conv/MatMul/Gemm runs in {share.precision}): "
+            f"it is reported as {share.precision}, not {share.requested}"
+        )
 
 
 def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
     settings = run.recipe.quantization
     calibration = settings.calibration
-    ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
+    field = "quantization.calibration.data"
+    ctx = SourceContext(run.resolver, run.recipe.base_dir, field, warn=run.report.warnings.append)
     digests = run.calibration_digests
     names = [spec.name for spec in run.recipe.model.inputs]
     progress = run.ui.progress("calibrating", total=calibration.samples)
@@ -119,16 +137,20 @@ def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
 
 
 def calibration_data_key(calibration: CalibrationSettings, ctx: SourceContext) -> str:
-    """Fingerprint of what calibration reads: source settings and, for files, their sizes and mtimes."""
+    """Fingerprint of what calibration reads: source settings, the input specs the data is checked
+    and cast against, and the size and mtime of every file the source reads (data, images, a
+    'file.py:fn' callable's code). The model's side of the key is calibrator.calibration_key."""
+    from optcli.calibration import source_files
+
     parts = [
         json.dumps(calibration.data.model_dump(), sort_keys=True),
         str(calibration.samples),
         str(calibration.batch_size),
+        json.dumps([spec.model_dump() for spec in ctx.resolver.inputs], sort_keys=True),
     ]
-    if isinstance(calibration.data, FilesSource):
-        for path in resolve_paths(calibration.data, ctx):
-            stat = path.stat()
-            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    for path in source_files(calibration.data, ctx):
+        stat = path.stat()
+        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -23,7 +23,9 @@ from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.diagnose import LayerError, diagnose
 from optcli.quantization.recovery import recover
 from optcli.quantization.selectors import module_path
+from optcli.quantization.summary import ArtifactPrecision
 from optcli.stages.context import Run
+from optcli.validate import split_samples
 
 
 @dataclass
@@ -36,11 +38,34 @@ class HeldOut:
 
 
 def held_out(run: Run, samples: int) -> HeldOut:
+    """The first `samples` of validate.data, which tuning may use; checks that validate.samples more
+    follow them, since the validate stage judges on those (never on what recovery tuned on)."""
     settings = run.recipe.validate_
     ctx = SourceContext(run.resolver, run.recipe.base_dir, "validate.data", labels_key=settings.labels)
-    batches = list(stream(settings.data, ctx, batch_size=settings.batch_size, samples=samples))
+    needed = samples + (settings.samples if settings.enabled else 0)
+    batches, rest = split_samples(
+        stream(settings.data, ctx, batch_size=settings.batch_size, samples=needed), samples
+    )
+    tuning = sum(len(b[ctx.resolver.inputs[0].name]) for b in batches)
+    remaining = sum(len(b[ctx.resolver.inputs[0].name]) for b in rest)
+    if tuning + remaining < needed:
+        raise too_few_samples(tuning + remaining, samples, needed - samples)
     reference = [run_torch(run.torch_model, run.resolver, b) for b in batches]
     return HeldOut(batches, reference, settings.labels)
+
+
+def too_few_samples(available: int, tuning: int, judged: int) -> UserInputError:
+    return UserInputError(
+        f"validate.data: yields {available} samples, but {tuning + judged} are needed: accuracy recovery "
+        f"tunes on the first {tuning} (quantization.accuracy.samples) and validation judges on the "
+        f"{judged} after them (validate.samples), so that the verdict is not given on the samples "
+        "recovery tuned on. Add validation data or lower one of the two."
+    )
+
+
+def tuning_samples(run: Run) -> int:
+    """How many leading validate.data samples accuracy recovery tuned on (0 when it did not run)."""
+    return int((run.report.quantization.get("recovery") or {}).get("tuning_samples", 0))
 
 
 def measure(model: Path, data: HeldOut, metric: str, precision: str, class_output: int) -> float:
@@ -83,9 +108,9 @@ def recover_accuracy(run: Run, source: Path, quantized: Path, details: dict[str,
             baseline.update(ref[class_output], ref[class_output], batch.get(data.labels_key))
         reference = baseline.result()["accuracy"]
     float_model = Path(details.get("quantizer_input") or source)
-    layers = diagnose_stage_model(run, float_model, quantized, target.diagnose_batches)
-    candidates = candidate_groups(float_model, layers)
     names = [s.name for s in run.recipe.model.inputs]
+    layers = diagnose(float_model, quantized, data.batches[: target.diagnose_batches], names)
+    candidates = candidate_groups(float_model, layers)
     cache = CalibrationCache(run.workspace.root / "calibration", details.get("calibration_key", ""))
     work = Path(tempfile.mkdtemp(prefix=".recovery-", dir=quantized.parent))
     best: dict[str, Path] = {}
@@ -148,7 +173,7 @@ def report_recovery(run: Run, result, layers: list[LayerError], float_model: Pat
             f"quantization.accuracy.{target.metric}",
             "quantized",
             result.value,
-            f">= {result.target:.6g}",
+            f">= {result.target!r}",  # exact: the gate must agree with the loop
             f"{len(result.excluded)} node(s) in FP32, {len(result.trials)} trial(s); {result.stopped_by}",
         )
     )
@@ -162,5 +187,30 @@ def report_recovery(run: Run, result, layers: list[LayerError], float_model: Pat
         "kept_in_fp32": {"modules": modules, "nodes": bare},
         "recipe_patch": patch if result.excluded else None,
         "worst_layers": [layer.to_dict() for layer in layers[:10]],
-        "tuned_on": f"the first {target.samples} validation samples",
+        "tuning_samples": target.samples,
+        "tuned_on": f"the first {target.samples} samples of validate.data (the validate stage skips them)",
     }
+
+
+def check_quantized_share(run: Run, share: ArtifactPrecision, excluded: int) -> None:
+    """The gate that stops recovery from passing by returning (nearly) everything to floating point."""
+    minimum = run.recipe.quantization.accuracy.min_quantized_share
+    requested = run.recipe.quantization.precision
+    detail = (
+        f"after recovery kept {excluded} node(s) in FP32, {100 * share.quantized_share:.1f}% of the "
+        f"{share.basis} run in {requested} (artifact precision: {share.label})"
+    )
+    if share.quantized_share < minimum:
+        detail += (
+            f"; quantization.accuracy.min_quantized_share is {minimum:g}: the model is no longer an "
+            f"{requested} model (the target needs too many layers in FP32)"
+        )
+    run.report.gates.append(
+        evaluate(
+            "quantization.accuracy.min_quantized_share",
+            "quantized",
+            share.quantized_share,
+            f">= {minimum!r}",
+            detail,
+        )
+    )
