@@ -1,12 +1,17 @@
-"""`optcli doctor`: what is installed and usable here, and the command that adds each missing piece."""
+"""`optcli doctor`: what is installed and usable here, and the command that adds each missing piece.
+
+Machine facts (torch and its CUDA device, onnxruntime and its providers) are checked here; the
+optional packages come from the registries: every engine, quantizer and data source declares the
+packages it needs (`requires`), so a new entry shows up here without editing this file.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
+from optcli.optional import OptionalPackage
 from optcli.quiet import TORCHAO_LOGGERS, quiet_loggers
 
 
@@ -16,6 +21,7 @@ class Check:
     usable: bool
     detail: str
     fix: str | None = None
+    needed_by: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -30,22 +36,41 @@ def _version(*distributions: str) -> str | None:
     return None
 
 
-def _import_check(
-    name: str,
-    module: str,
-    distributions: tuple[str, ...],
-    fix: str,
-    describe: Callable[[object], str] | None = None,
-) -> Check:
-    version = _version(*distributions)
+def check_package(package: OptionalPackage, needed_by: list[str] | None = None) -> Check:
+    """Installed (a distribution's version) and importable (a broken install fails in many ways)."""
+    users = list(needed_by or [])
+    suffix = f" (for {', '.join(users)})" if users else ""
+    version = _version(*package.distributions)
     if version is None:
-        return Check(name, False, "not installed", fix)
+        return Check(package.name, False, "not installed" + suffix, package.install, users)
     try:
         with quiet_loggers(*TORCHAO_LOGGERS):
-            imported = importlib.import_module(module)
-    except Exception as exc:  # a broken install (missing CUDA libraries) fails in many ways
-        return Check(name, False, f"{version} installed but import fails: {str(exc).splitlines()[0]}", fix)
-    return Check(name, True, describe(imported) if describe else version)
+            importlib.import_module(package.module)
+    except Exception as exc:  # a wheel without its CUDA libraries raises OSError, not ImportError
+        detail = f"{version} installed but import fails: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        return Check(package.name, False, detail + suffix, package.install, users)
+    return Check(package.name, True, version + suffix, None, users)
+
+
+def declared_packages() -> dict[OptionalPackage, list[str]]:
+    """Every optional package a registry entry (or a built-in example) declares, with who needs it."""
+    from optcli.backends import ENGINES
+    from optcli.calibration import SOURCES
+    from optcli.examples import minilm, vision
+    from optcli.quantization import QUANTIZERS
+
+    registries = {
+        "engine": {name: kind.requires for name, kind in ENGINES.items()},
+        "quantizer": {name: q.requires for name, q in QUANTIZERS.items()},
+        "data source": {name: kind.requires for name, kind in SOURCES.items()},
+        "example": {"vision": vision.REQUIRES, "minilm": minilm.REQUIRES},
+    }
+    users: dict[OptionalPackage, list[str]] = {}
+    for kind, entries in registries.items():
+        for name, packages in entries.items():
+            for package in packages:
+                users.setdefault(package, []).append(f"{kind} {name}")
+    return users
 
 
 def check_torch() -> list[Check]:
@@ -72,20 +97,18 @@ def check_torch() -> list[Check]:
 def check_onnxruntime() -> list[Check]:
     import onnxruntime as ort
 
+    from optcli.backends.onnxruntime_gpu import ONNXRUNTIME_GPU, PROVIDERS
+
     providers = ort.get_available_providers()
     checks = [Check("onnxruntime", True, f"{ort.__version__}, providers: {', '.join(providers)}")]
-    gpu_fix = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (needs CUDA and cuDNN)"
-    for provider, label in (
-        ("CUDAExecutionProvider", "ort cuda provider"),
-        ("TensorrtExecutionProvider", "ort tensorrt provider"),
-    ):
+    for short, provider in PROVIDERS.items():
         usable = provider in providers
         checks.append(
             Check(
-                label,
+                f"ort {short} provider",
                 usable,
                 "available" if usable else "not in this onnxruntime build",
-                None if usable else gpu_fix,
+                None if usable else ONNXRUNTIME_GPU.install,
             )
         )
     return checks
@@ -93,36 +116,6 @@ def check_onnxruntime() -> list[Check]:
 
 def run_checks() -> list[Check]:
     checks = [*check_torch(), *check_onnxruntime()]
-    checks.append(_import_check("onnx", "onnx", ("onnx",), "pip install onnx"))
-    checks.append(
-        _import_check(
-            "tensorrt",
-            "tensorrt",
-            ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
-            "pip install tensorrt --extra-index-url https://pypi.nvidia.com (NVIDIA GPU and driver needed)",
-            lambda m: getattr(m, "__version__", "?"),
-        )
-    )
-    checks.append(
-        _import_check(
-            "torch-tensorrt",
-            "torch_tensorrt",
-            ("torch-tensorrt", "torch_tensorrt"),
-            "pip install torch-tensorrt (the release matching your torch)",
-        )
-    )
-    checks.append(
-        _import_check(
-            "nvidia-modelopt",
-            "modelopt.onnx.quantization",
-            ("nvidia-modelopt",),
-            "pip install 'optcli[modelopt]'",
-        )
-    )
-    checks.append(_import_check("torchao", "torchao", ("torchao",), "pip install torchao"))
-    checks.append(_import_check("openvino", "openvino", ("openvino",), "pip install 'optcli[openvino]'"))
-    checks.append(_import_check("nncf", "nncf", ("nncf",), "pip install 'optcli[openvino]'"))
-    checks.append(
-        _import_check("torchvision", "torchvision", ("torchvision",), "pip install 'optcli[vision]'")
-    )
+    checks.append(check_package(OptionalPackage("onnx", "onnx", ("onnx",), "pip install onnx")))
+    checks += [check_package(package, users) for package, users in declared_packages().items()]
     return checks

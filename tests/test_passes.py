@@ -93,3 +93,29 @@ def test_ort_optimize_levels_are_options(exported, tmp_path):
     src, _, _ = exported["cnn"]
     options = PASSES["ort_optimize"].options(level="extended")
     assert "level extended" in PASSES["ort_optimize"].apply(src, tmp_path / "o.onnx", options)
+
+
+@pytest.mark.parametrize("pass_name", sorted(PASSES))
+def test_declared_output_precision_is_what_the_pass_writes(exported, tmp_path, pass_name):
+    """`produces_precision` is the only place callers learn a pass's precision, so it must be true:
+    a pass declaring fp16 writes FP16 weights, one declaring None leaves FP32 weights FP32."""
+    src, _, _ = exported["cnn"]
+    graph_pass = PASSES[pass_name]
+    graph_pass.apply(src, tmp_path / "out.onnx", graph_pass.options())
+    types = {init.data_type for init in onnx.load(str(tmp_path / "out.onnx")).graph.initializer}
+    if graph_pass.produces_precision == "fp16":
+        assert onnx.TensorProto.FLOAT16 in types
+    else:
+        assert graph_pass.produces_precision is None
+        assert onnx.TensorProto.FLOAT16 not in types and onnx.TensorProto.FLOAT in types
+
+
+def test_precision_after_follows_the_declarations():
+    from optcli.passes import precision_after
+
+    assert precision_after([]) == "fp32"
+    assert precision_after(["shape_inference", "ort_optimize"]) == "fp32"
+    assert precision_after(["onnxscript_optimize", "fp16", "shape_inference"]) == "fp16"
+    assert precision_after(["shape_inference"], start="fp16") == "fp16"
+    with pytest.raises(KeyError):
+        precision_after(["no_such_pass"])

@@ -9,41 +9,70 @@ from pydantic import Field
 
 from optcli.backends.base import Engine, EngineConfig, EngineContext, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
-from optcli.backends.onnxruntime_gpu import OnnxRuntimeGpuConfig, OnnxRuntimeGpuEngine
-from optcli.backends.openvino_engine import OpenVINOConfig, OpenVINOEngine
+from optcli.backends.onnxruntime_gpu import ONNXRUNTIME_GPU, OnnxRuntimeGpuConfig, OnnxRuntimeGpuEngine
+from optcli.backends.openvino_engine import OPENVINO, OpenVINOConfig, OpenVINOEngine
 from optcli.backends.tensorrt import TensorRTConfig, TensorRTEngine
-from optcli.backends.torch_engine import TorchConfig, TorchEngine
-from optcli.backends.torch_tensorrt_engine import TorchTensorRTConfig, TorchTensorRTEngine
+from optcli.backends.tensorrt.compat import TENSORRT
+from optcli.backends.torch_engine import TORCHAO, TorchConfig, TorchEngine
+from optcli.backends.torch_tensorrt_engine import (
+    MODELOPT_TORCH,
+    TORCH_TENSORRT,
+    TorchTensorRTConfig,
+    TorchTensorRTEngine,
+)
+from optcli.optional import OptionalPackage
 
 
 @dataclass(frozen=True)
 class EngineKind:
+    """A registered engine. `requires`: the optional packages it (or one of its options) needs,
+    which `optcli doctor` checks."""
+
     name: str
     config: type[EngineConfig]
     engine: type[Engine]
     summary: str
+    requires: tuple[OptionalPackage, ...] = ()
 
 
 ENGINES: dict[str, EngineKind] = {
     kind.name: kind
     for kind in (
         EngineKind("onnxruntime", OnnxRuntimeConfig, OnnxRuntimeEngine, "ONNX Runtime, CPU provider"),
-        EngineKind("torch", TorchConfig, TorchEngine, "PyTorch eager/compile, CPU/CUDA, torchao INT8/FP8"),
+        EngineKind(
+            "torch",
+            TorchConfig,
+            TorchEngine,
+            "PyTorch eager/compile, CPU/CUDA, torchao INT8/FP8",
+            (TORCHAO,),
+        ),
         EngineKind(
             "onnxruntime_gpu",
             OnnxRuntimeGpuConfig,
             OnnxRuntimeGpuEngine,
             "ONNX Runtime with the CUDA or TensorRT execution provider",
+            (ONNXRUNTIME_GPU,),
         ),
         EngineKind(
-            "openvino", OpenVINOConfig, OpenVINOEngine, "OpenVINO on CPU: FP32/BF16, INT8 Q/DQ (NNCF or ORT)"
+            "openvino",
+            OpenVINOConfig,
+            OpenVINOEngine,
+            "OpenVINO on CPU: FP32/BF16, INT8 Q/DQ (NNCF or ORT)",
+            (OPENVINO,),
         ),
-        EngineKind("tensorrt", TensorRTConfig, TensorRTEngine, "TensorRT plan built from an ONNX artifact"),
+        EngineKind(
+            "tensorrt",
+            TensorRTConfig,
+            TensorRTEngine,
+            "TensorRT plan built from an ONNX artifact",
+            (TENSORRT,),
+        ),
         EngineKind(
             "torch_tensorrt",
             TorchTensorRTConfig,
             TorchTensorRTEngine,
             "Torch-TensorRT (dynamo), FP32/FP16/BF16, ModelOpt INT8/FP8",
+            (TORCH_TENSORRT, MODELOPT_TORCH),
         ),
     )
 }

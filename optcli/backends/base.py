@@ -178,3 +178,22 @@ class Engine(ABC):
 
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class OnnxEngine(Engine):
+    """An engine that runs one of the pipeline's ONNX files: artifact resolution and its report fields."""
+
+    config: OnnxEngineConfig
+
+    def _artifact(self) -> tuple[str, Path]:
+        # Not self.label in messages: the default label needs the artifact's precision.
+        return self.context.artifact(self.config.artifact, self.config.name or self.config.engine)  # type: ignore
+
+    def describe(self) -> dict[str, Any]:
+        name, path = self._artifact()
+        return {**super().describe(), "artifact": name, "path": str(path)}
+
+    @staticmethod
+    def ordered_feeds(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        """The model's inputs in its order, C-contiguous (runtimes copy or reject strided arrays)."""
+        return {name: np.ascontiguousarray(feeds[name]) for name in names}

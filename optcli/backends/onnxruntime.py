@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from optcli.backends.base import Engine, OnnxEngineConfig
+from optcli.backends.base import OnnxEngine, OnnxEngineConfig
+from optcli.ort_session import create_session
 
 GraphOptimization = Literal["disabled", "basic", "extended", "all"]
+
+__all__ = ["GraphOptimization", "OnnxRuntimeConfig", "OnnxRuntimeEngine", "create_session", "safe_level"]
 
 
 class OnnxRuntimeConfig(OnnxEngineConfig):
@@ -37,27 +39,8 @@ def safe_level(level: str, precision: str) -> str:
     return level
 
 
-def create_session(path: Path, *, threads: int | None = None, level: str = "all", spinning: bool = True):
-    import onnxruntime as ort
-
-    from optcli.passes.ort_optimizer import ort_level
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort_level(level)
-    options.log_severity_level = 3  # errors only: ORT's warnings are noise for users here
-    if threads:
-        options.intra_op_num_threads = threads
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-class OnnxRuntimeEngine(Engine):
+class OnnxRuntimeEngine(OnnxEngine):
     config: OnnxRuntimeConfig
-
-    def _artifact(self) -> tuple[str, Path]:
-        # Not self.label in messages: the default label needs the artifact's precision.
-        return self.context.artifact(self.config.artifact, self.config.name or self.config.engine)
 
     def default_label(self) -> str:
         return f"onnxruntime-{self.precision}"
@@ -81,7 +64,7 @@ class OnnxRuntimeEngine(Engine):
         return self._session.run(None, {name: feeds[name] for name in self._input_names})
 
     def _bind_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: np.ascontiguousarray(feeds[name]) for name in self._input_names}
+        return self.ordered_feeds(feeds, self._input_names)
 
     def _run_bound_impl(self, bound: dict[str, np.ndarray]) -> None:
         self._session.run(None, bound)
@@ -92,13 +75,10 @@ class OnnxRuntimeEngine(Engine):
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        name, path = self._artifact()
         return {
             **super().describe(),
             "runtime": f"onnxruntime {ort.__version__}",
             "provider": "CPUExecutionProvider",
-            "artifact": name,
-            "path": str(path),
             "threads": self.config.threads,
             "graph_optimization": self.effective_level,
         }

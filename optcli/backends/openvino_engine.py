@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from optcli.backends.base import Engine, OnnxEngineConfig, Unavailable
+from optcli.backends.base import OnnxEngine, OnnxEngineConfig, Unavailable
+from optcli.optional import OptionalPackage
 
 # OpenVINO element type name (Type.get_type_name()) -> optcli precision name
 _PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 _QDQ_PRECISIONS = ("int8", "fp8")
+OPENVINO = OptionalPackage("openvino", "openvino", ("openvino",), "pip install 'optcli[openvino]'")
 
 
 class OpenVINOConfig(OnnxEngineConfig):
@@ -33,18 +33,14 @@ class OpenVINOConfig(OnnxEngineConfig):
     threads: int | None = Field(None, ge=1, description="INFERENCE_NUM_THREADS. Default: OpenVINO's.")
 
 
-class OpenVINOEngine(Engine):
+class OpenVINOEngine(OnnxEngine):
     config: OpenVINOConfig
 
     @classmethod
     def unavailable(cls, config: OpenVINOConfig, precision: str | None = None) -> Unavailable | None:
-        if importlib.util.find_spec("openvino") is None:
-            return Unavailable("openvino is not installed", "pip install 'optcli[openvino]'")
+        if not OPENVINO.found():
+            return Unavailable("openvino is not installed", OPENVINO.install)
         return None
-
-    def _artifact(self) -> tuple[str, Path]:
-        # Not self.label in messages: the default label needs the artifact's precision.
-        return self.context.artifact(self.config.artifact, self.config.name or "openvino")
 
     def _compile_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"PERFORMANCE_HINT": self.config.performance_hint}
@@ -101,16 +97,14 @@ class OpenVINOEngine(Engine):
 
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         self._bound = None  # run() replaces the input tensors a bind() set
-        result = self._request.infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs})
+        result = self._request.infer(self.ordered_feeds(feeds, self._inputs))
         return [np.asarray(result[port]) for port in self._compiled.outputs]  # copies: share_outputs=False
 
     def _bind_impl(self, feeds: dict[str, np.ndarray]) -> list[Any]:
         import openvino as ov
 
-        arrays = [np.ascontiguousarray(feeds[name]) for name in self._inputs]
-        return [
-            (name, ov.Tensor(array, shared_memory=True), array) for name, array in zip(self._inputs, arrays)
-        ]
+        arrays = self.ordered_feeds(feeds, self._inputs)
+        return [(name, ov.Tensor(array, shared_memory=True), array) for name, array in arrays.items()]
 
     def _run_bound_impl(self, bound: list[Any]) -> None:
         if self._bound is not bound:
@@ -126,14 +120,11 @@ class OpenVINOEngine(Engine):
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        name, path = self._artifact()
         compiled = self._compiled if self._loaded else None
         return {
             **super().describe(),
             "runtime": f"openvino {ov.get_version().split('-')[0]}",
             "device": self._core().get_property(self.config.device, "FULL_DEVICE_NAME"),
-            "artifact": name,
-            "path": str(path),
             "precision_hint": self.config.precision_hint,
             "inference_precision": self.inference_precision(),
             "performance_hint": self.config.performance_hint,

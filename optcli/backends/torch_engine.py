@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 from typing import Any, Literal
 
 import numpy as np
@@ -15,6 +14,7 @@ from pydantic import Field
 
 from optcli.backends.base import Engine, EngineConfig, Unavailable
 from optcli.flatten import flatten_outputs
+from optcli.optional import OptionalPackage
 from optcli.quiet import TORCHAO_LOGGERS, quiet_loggers
 
 TorchDType = Literal["float32", "float16", "bfloat16"]
@@ -22,6 +22,7 @@ TorchQuant = Literal["none", "int8_weight_only", "int8_dynamic", "fp8_dynamic"]
 
 _PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _QUANT_PRECISION = {"int8_weight_only": "int8wo", "int8_dynamic": "int8", "fp8_dynamic": "fp8"}
+TORCHAO = OptionalPackage("torchao", "torchao", ("torchao",), "pip install torchao")
 
 
 class TorchConfig(EngineConfig):
@@ -53,8 +54,8 @@ class TorchEngine(Engine):
             return Unavailable(
                 "torch: no CUDA device is visible to PyTorch", "a CUDA GPU and a CUDA build of torch"
             )
-        if config.quantize != "none" and importlib.util.find_spec("torchao") is None:
-            return Unavailable("torch: quantize needs torchao, which is not installed", "pip install torchao")
+        if config.quantize != "none" and not TORCHAO.found():
+            return Unavailable("torch: quantize needs torchao, which is not installed", TORCHAO.install)
         if config.quantize == "fp8_dynamic":
             if config.device != "cuda":
                 return Unavailable("torch: fp8_dynamic needs a CUDA GPU (FP8 matmuls)", "run on a GPU")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +20,20 @@ from optcli.backends.base import Engine, EngineConfig, Unavailable
 from optcli.backends.shapes import shape_range, varying_axes
 from optcli.errors import StageError, UserInputError, require
 from optcli.flatten import flatten_outputs
+from optcli.optional import OptionalPackage
 from optcli.specs import DimRange, InputSpec
 
 DEVICE = "cuda"  # tests drive the engine on "cpu" with a fake torch_tensorrt
 INSTALL = "pip install torch-tensorrt (matching your torch)"
+TORCH_TENSORRT = OptionalPackage(
+    "torch-tensorrt", "torch_tensorrt", ("torch-tensorrt", "torch_tensorrt"), INSTALL
+)
+MODELOPT_TORCH = OptionalPackage(
+    "nvidia-modelopt (torch)",
+    "modelopt.torch.quantization",
+    ("nvidia-modelopt",),
+    "pip install 'nvidia-modelopt[torch]'",
+)
 _PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
@@ -129,10 +138,8 @@ class TorchTensorRTEngine(Engine):
             return Unavailable(
                 f"torch_tensorrt: autocast needs torch-tensorrt >= 2.13, not {version}", INSTALL
             )
-        if config.quantize != "none" and importlib.util.find_spec("modelopt") is None:
-            return Unavailable(
-                "torch_tensorrt: quantize needs ModelOpt", "pip install 'nvidia-modelopt[torch]'"
-            )
+        if config.quantize != "none" and not MODELOPT_TORCH.found():
+            return Unavailable("torch_tensorrt: quantize needs ModelOpt", MODELOPT_TORCH.install)
         need = (8, 9) if config.quantize == "fp8" else (8, 0) if config.dtype == "bfloat16" else None
         have = torch.cuda.get_device_capability()
         if need and have < need:

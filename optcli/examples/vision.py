@@ -25,11 +25,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from optcli.errors import MissingDependencyError, require
+from optcli.optional import OptionalPackage
 
 if TYPE_CHECKING:
     from torch import nn
 
 INSTALL_HINT = "pip install 'optcli[vision]' (here: pip install torch==2.14.1 torchvision==0.29.1)"
+# What `optcli doctor` checks for this example.
+REQUIRES = (OptionalPackage("torchvision", "torchvision", ("torchvision",), INSTALL_HINT),)
 
 
 def resnet50(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Union
 
 from pydantic import Field
@@ -19,4 +20,13 @@ PassConfig = Annotated[
     Field(discriminator="name"),
 ]
 
-__all__ = ["PASSES", "GraphPass", "PassConfig", "Tolerance"]
+
+def precision_after(pass_names: Iterable[str], start: str = "fp32") -> str:
+    """The precision of the model a sequence of passes writes, from what each pass declares."""
+    precision = start
+    for name in pass_names:
+        precision = PASSES[name].produces_precision or precision
+    return precision
+
+
+__all__ = ["PASSES", "GraphPass", "PassConfig", "Tolerance", "precision_after"]

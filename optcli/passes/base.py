@@ -20,10 +20,14 @@ class Tolerance(StrictModel):
 
 @dataclass(frozen=True)
 class GraphPass:
-    """A registered ONNX -> ONNX pass. `apply` reads `src`, writes `dst`, returns a one-line summary."""
+    """A registered ONNX -> ONNX pass. `apply` reads `src`, writes `dst`, returns a one-line summary.
+
+    `produces_precision` is the precision of the model the pass writes ("fp16" for the FP16
+    conversion), None when the pass keeps its input's precision."""
 
     name: str
     options: type[StrictModel]
     apply: Callable[[Path, Path, StrictModel], str]
     tolerance: Tolerance
     summary: str
+    produces_precision: str | None = None

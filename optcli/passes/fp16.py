@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from optcli.onnx_io import load_model, save_model
 from optcli.passes.base import GraphPass, Tolerance
 from optcli.strict import StrictModel
 
@@ -24,6 +23,8 @@ class Fp16Options(StrictModel):
 def apply(src: Path, dst: Path, options: Fp16Options) -> str:
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
+
+    from optcli.onnx_io import load_model, save_model
 
     model = load_model(src)
     converted = convert_float_to_float16(
@@ -46,4 +47,5 @@ PASS = GraphPass(
     apply=apply,
     tolerance=Tolerance(min_cosine=0.999, max_rel_l2=1e-2),
     summary="FP16 weights and compute via onnxruntime.transformers.float16, FP32 inputs/outputs kept.",
+    produces_precision="fp16",
 )

@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from optcli.onnx_io import load_model, save_model
 from optcli.passes.base import GraphPass, Tolerance
 from optcli.strict import StrictModel
 
@@ -19,6 +18,8 @@ class OnnxscriptOptions(StrictModel):
 
 def apply(src: Path, dst: Path, options: OnnxscriptOptions) -> str:
     import onnxscript.optimizer
+
+    from optcli.onnx_io import load_model, save_model
 
     model = load_model(src)
     before = len(model.graph.node)

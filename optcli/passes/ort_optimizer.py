@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from optcli.onnx_io import load_model
+from optcli.ort_session import create_session
 from optcli.passes.base import GraphPass, Tolerance
 from optcli.strict import StrictModel
 
@@ -24,25 +24,11 @@ class OrtOptimizeOptions(StrictModel):
     )
 
 
-def ort_level(level: str):
-    import onnxruntime as ort
-
-    return {
-        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-
-
 def apply(src: Path, dst: Path, options: OrtOptimizeOptions) -> str:
-    import onnxruntime as ort
+    from optcli.onnx_io import load_model
 
     before = len(load_model(src, load_external_data=False).graph.node)
-    session_options = ort.SessionOptions()
-    session_options.graph_optimization_level = ort_level(options.level)
-    session_options.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), session_options, providers=["CPUExecutionProvider"])
+    create_session(src, level=options.level, optimized_model=dst)  # ORT writes dst while it loads
     after = len(load_model(dst, load_external_data=False).graph.node)
     return f"nodes {before} -> {after} (level {options.level})"
 

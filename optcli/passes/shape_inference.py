@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from optcli.onnx_io import load_model, save_model
 from optcli.passes.base import GraphPass, Tolerance
 from optcli.strict import StrictModel
 
@@ -19,6 +18,8 @@ class ShapeInferenceOptions(StrictModel):
 
 def apply(src: Path, dst: Path, options: ShapeInferenceOptions) -> str:
     import onnx
+
+    from optcli.onnx_io import load_model, save_model
 
     model = load_model(src)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=options.data_prop)

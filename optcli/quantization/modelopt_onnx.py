@@ -21,20 +21,22 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optcli.backends.base import Unavailable
-from optcli.calibration import Batch
 from optcli.errors import StageError, UserInputError
-from optcli.onnx_io import load_model, node_precision_counts, save_model
+from optcli.optional import OptionalPackage
 from optcli.quantization.registry import Quantizer
-from optcli.quantization.selectors import select_nodes
-from optcli.quantization.settings import QuantizationSettings
 from optcli.quiet import quiet_loggers
 
+if TYPE_CHECKING:  # the settings only in annotations: settings.py reads the registry
+    from optcli.calibration import Batch
+    from optcli.quantization.settings import QuantizationSettings
+
 MODULE = "modelopt.onnx.quantization"
+MODELOPT = OptionalPackage("nvidia-modelopt", MODULE, ("nvidia-modelopt",), "pip install 'optcli[modelopt]'")
 # Our calibration methods -> ModelOpt's (0.47 offers only these two for int8/fp8). With symmetric
 # activations ModelOpt's "max" is ORT's MinMax calibrator, so it is our minmax.
 METHODS = {"minmax": "max", "entropy": "entropy"}
@@ -51,28 +53,24 @@ def unavailable(settings: QuantizationSettings) -> Unavailable | None:
         # lief, nvidia-ml-py) are missing even though modelopt itself is installed.
         installed = importlib.util.find_spec("modelopt") is not None
         detail = f" with its ONNX dependencies ({str(exc).splitlines()[0]})" if installed else ""
-        return Unavailable(f"nvidia-modelopt is not installed{detail}", "pip install 'optcli[modelopt]'")
+        return Unavailable(f"nvidia-modelopt is not installed{detail}", MODELOPT.install)
     return None
 
 
-def _check(settings: QuantizationSettings) -> str:
-    """ModelOpt's argument for our calibration method; refuse settings ModelOpt cannot honour."""
-    if settings.precision not in ("int8", "fp8"):
-        raise UserInputError(f"the modelopt quantizer does int8 and fp8, not {settings.precision}")
-    method = settings.resolved_method()
-    if method not in METHODS:
-        raise UserInputError(
-            f"quantization.calibration.method '{method}' is not available with quantizer: modelopt "
-            f"(ModelOpt calibrates with {sorted(METHODS)})",
-            hint="use minmax or entropy, or quantizer: onnxruntime for percentile/mse/distribution",
-        )
+def _refuse(settings: QuantizationSettings) -> None:
+    """What ModelOpt cannot honour beyond its precisions and methods (declared in QUANTIZER)."""
     if not settings.per_channel:
         raise UserInputError(
             "quantization.per_channel: false is not available with quantizer: modelopt "
             "(ModelOpt always quantizes weights per output channel)",
             hint="set per_channel: true, or use quantizer: onnxruntime",
         )
-    return METHODS[method]
+
+
+def _check(settings: QuantizationSettings) -> str:
+    """ModelOpt's argument for our calibration method; refuse settings ModelOpt cannot honour."""
+    QUANTIZER.check(settings)
+    return METHODS[settings.resolved_method()]
 
 
 def _collect(batches: Iterator[Batch], names: list[str], samples: int) -> tuple[dict, str, int, int]:
@@ -184,6 +182,9 @@ def quantize(
     *,
     cache: object | None = None,  # optcli's statistics cache: unused, ModelOpt calibrates itself
 ) -> dict[str, Any]:
+    from optcli.onnx_io import load_model, node_precision_counts, save_model
+    from optcli.quantization.selectors import select_nodes
+
     method = _check(settings)
     with quiet_loggers(*LOGGERS, level=logging.WARNING):
         modelopt = importlib.import_module("modelopt")
@@ -258,7 +259,9 @@ QUANTIZER = Quantizer(
     name="modelopt",
     quantize=quantize,
     precisions=frozenset({"int8", "fp8"}),
+    methods=frozenset({"auto", *METHODS}),  # auto = minmax
     unavailable=unavailable,
-    check=_check,
+    refuse=_refuse,
+    requires=(MODELOPT,),
     summary="NVIDIA ModelOpt ONNX PTQ: TensorRT-style Q/DQ placement, INT8 and FP8 E4M3, CPU calibration",
 )

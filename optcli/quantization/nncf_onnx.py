@@ -7,23 +7,23 @@ into FakeQuantize and runs INT8 kernels, ONNX Runtime runs it too.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from optcli.backends.base import Unavailable
-from optcli.calibration import Batch
-from optcli.errors import UserInputError
-from optcli.onnx_io import load_model, node_precision_counts, save_model
-from optcli.quantization.patterns import looks_like_transformer
+from optcli.optional import OptionalPackage
 from optcli.quantization.registry import Quantizer
-from optcli.quantization.selectors import select_nodes
-from optcli.quantization.settings import QuantizationSettings
 from optcli.quiet import quiet_loggers
+
+if TYPE_CHECKING:  # onnx and the settings only in annotations: `import optcli.recipe` stays light
+    import onnx
+
+    from optcli.calibration import Batch
+    from optcli.quantization.settings import QuantizationSettings
+
+NNCF = OptionalPackage("nncf", "nncf", ("nncf",), "pip install 'optcli[openvino]'")
 
 
 def _materialize(batches: Iterator[Batch], input_names: list[str], samples: int) -> tuple[list[dict], int]:
@@ -69,6 +69,8 @@ def _ignored_scope(model: onnx.ModelProto, settings: QuantizationSettings) -> tu
     of the graph -> NNCF ignored types (NNCF has no allow-list)."""
     import nncf
 
+    from optcli.quantization.selectors import select_nodes
+
     excluded, unmatched = select_nodes(model, names=settings.exclude.nodes, modules=settings.exclude.modules)
     types = set(settings.exclude.op_types)
     if settings.op_types:
@@ -90,6 +92,9 @@ def quantize(
 ) -> dict[str, Any]:
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    from optcli.onnx_io import load_model, node_precision_counts, save_model
+    from optcli.quantization.patterns import looks_like_transformer
 
     model = load_model(src)
     items, batches_seen = _materialize(batches, input_names, settings.calibration.samples)
@@ -137,25 +142,17 @@ def quantize(
 
 
 def unavailable(settings: QuantizationSettings) -> Unavailable | None:
-    if importlib.util.find_spec("nncf") is None:
-        return Unavailable("nncf is not installed", "pip install 'optcli[openvino]'")
+    if not NNCF.found():
+        return Unavailable("nncf is not installed", NNCF.install)
     return None
-
-
-def check(settings: QuantizationSettings) -> None:
-    method = settings.calibration.method
-    if method in ("mse", "distribution"):
-        raise UserInputError(
-            f"quantization.calibration.method '{method}' is not available with quantizer: nncf",
-            hint="use auto, minmax, percentile or entropy (NNCF's histogram method)",
-        )
 
 
 QUANTIZER = Quantizer(
     name="nncf",
     quantize=quantize,
     precisions=frozenset({"int8"}),
+    methods=frozenset(_METHODS),  # NNCF has no mse; 'distribution' is ORT's FP8 fit
     unavailable=unavailable,
-    check=check,
+    requires=(NNCF,),
     summary="NNCF post-training quantization (OpenVINO's), INT8 Q/DQ; transformer-aware",
 )

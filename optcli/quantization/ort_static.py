@@ -9,19 +9,19 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
-from optcli.calibration import Batch
-from optcli.onnx_io import load_model, node_precision_counts
 from optcli.quantization.calibrator import CalibrationCache, calibrate
-from optcli.quantization.patterns import TRANSFORMER_OP_TYPES, transformer_summary
-from optcli.quantization.registry import Quantizer
-from optcli.quantization.selectors import select_nodes
-from optcli.quantization.settings import QuantizationSettings
+from optcli.quantization.registry import ALL_METHODS, Quantizer
 from optcli.quiet import quiet_loggers
+
+if TYPE_CHECKING:  # onnx and the settings only in annotations: `import optcli.recipe` stays light
+    import onnx
+
+    from optcli.calibration import Batch
+    from optcli.quantization.settings import QuantizationSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ def quantize(
 ) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from optcli.onnx_io import load_model, node_precision_counts
+    from optcli.quantization.selectors import select_nodes
 
     method = settings.resolved_method()
     fp8 = settings.precision == "fp8"
@@ -166,6 +169,8 @@ def quantize(
 
 def _op_types(settings: QuantizationSettings, model: onnx.ModelProto) -> tuple[list[str] | None, list[str]]:
     """Op types to quantize, and the defaults that chose them (for the report)."""
+    from optcli.quantization.patterns import TRANSFORMER_OP_TYPES, transformer_summary
+
     op_types, defaults = settings.op_types, []
     if op_types is None and settings.transformer_defaults:
         reason = transformer_summary(model)
@@ -199,5 +204,7 @@ QUANTIZER = Quantizer(
     name="onnxruntime",
     quantize=quantize,
     precisions=frozenset({"int8", "fp8"}),
+    # 'distribution' (fp8 only) is ORT's own Gaussian fit; the others come from optcli's statistics
+    methods=ALL_METHODS,
     summary="onnxruntime.quantization static Q/DQ (INT8 U8S8/S8S8, FP8 E4M3 with calibrated amax)",
 )

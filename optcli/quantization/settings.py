@@ -8,10 +8,23 @@ from pydantic import Field, model_validator
 
 from optcli.calibration import DataSource
 from optcli.calibration.synthetic import SyntheticSource
+from optcli.errors import UserInputError
+from optcli.quantization.quantizers import DEFAULT_QUANTIZER, QUANTIZERS
+from optcli.quantization.registry import CalibrationMethod
 from optcli.strict import StrictModel
 
 Precision = Literal["fp32", "fp16", "int8", "fp8"]
-CalibrationMethod = Literal["auto", "minmax", "entropy", "percentile", "mse", "distribution"]
+# Built from the registry: the JSON Schema and validation errors list exactly the registered quantizers.
+QuantizerName = Literal[tuple(QUANTIZERS)]  # type: ignore[valid-type]
+
+
+def _quantizer_help() -> str:
+    def entry(q) -> str:
+        extra = f" Optional package: {', '.join(p.name for p in q.requires)}." if q.requires else ""
+        return f"{q.name} ({', '.join(sorted(q.precisions))}): {q.summary}.{extra}"
+
+    entries = " ".join(entry(q) for q in QUANTIZERS.values())
+    return f"Which library inserts Q/DQ nodes (default {DEFAULT_QUANTIZER}). {entries}"
 
 
 class CalibrationSettings(StrictModel):
@@ -68,8 +81,22 @@ class AccuracyTarget(StrictModel):
     )
     max_trials: int = Field(8, ge=1, description="At most this many re-quantize + re-validate trials.")
     time_budget_s: float = Field(600, gt=0, description="Stop starting trials after this many seconds.")
-    samples: int = Field(256, ge=1, description="Validation samples each trial is measured on.")
-    diagnose_batches: int = Field(2, ge=1, description="Batches used to rank layers by the error they add.")
+    samples: int = Field(
+        256,
+        ge=1,
+        description="Tuning samples: the first this many of validate.data rank layers and judge each trial; "
+        "the validate stage then judges on the validate.samples after them (held out from tuning).",
+    )
+    diagnose_batches: int = Field(
+        2, ge=1, description="Batches (of the tuning samples) used to rank layers by the error they add."
+    )
+    min_quantized_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fail (exit 1) when recovery leaves less than this share of the compute (MACs) "
+        "quantized: a model with most layers back in FP32 is no longer an INT8/FP8 model.",
+    )
 
 
 class QuantizationSettings(StrictModel):
@@ -79,12 +106,7 @@ class QuantizationSettings(StrictModel):
         "int8",
         description="fp32 (skip), fp16 (convert), int8 or fp8 (E4M3, static Q/DQ with calibration).",
     )
-    quantizer: Literal["onnxruntime", "modelopt", "nncf"] = Field(
-        "onnxruntime",
-        description="Which library inserts Q/DQ nodes: onnxruntime (the default for ORT targets), "
-        "modelopt (NVIDIA ModelOpt: the Q/DQ placement TensorRT expects) or nncf (Intel NNCF: the "
-        "placement OpenVINO runs fastest). modelopt and nncf are optional extras.",
-    )
+    quantizer: QuantizerName = Field(DEFAULT_QUANTIZER, description=_quantizer_help())
     per_channel: bool = Field(True, description="Per-output-channel weight scales (better accuracy).")
     symmetric_activations: bool = Field(
         False,
@@ -117,6 +139,16 @@ class QuantizationSettings(StrictModel):
             raise ValueError(
                 "calibration.method 'distribution' is for fp8; use minmax, entropy or percentile"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _quantizer_supports(self) -> QuantizationSettings:
+        # Only int8/fp8 go through the quantizer: fp16 is a graph pass, fp32 skips the stage.
+        if self.precision in ("int8", "fp8"):
+            try:
+                QUANTIZERS[self.quantizer].check(self)
+            except UserInputError as exc:
+                raise ValueError(f"{exc.message}; {exc.hint}" if exc.hint else exc.message) from None
         return self
 
     def resolved_method(self) -> str:

@@ -13,8 +13,12 @@ from typing import Any
 
 from optcli.backends.base import Unavailable
 from optcli.errors import MissingDependencyError
+from optcli.optional import OptionalPackage
 
 INSTALL_HINT = "pip install tensorrt --extra-index-url https://pypi.nvidia.com (NVIDIA GPU and driver needed)"
+TENSORRT = OptionalPackage(
+    "tensorrt", "tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), INSTALL_HINT
+)
 NO_GPU_FIX = "a machine with an NVIDIA GPU and a CUDA build of torch"
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (8.9) and Hopper (9.0) onwards
 AMPERE = (8, 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from optcli.backends.base import Engine, Unavailable
+from optcli.backends.base import OnnxEngine, Unavailable
 from optcli.backends.tensorrt import compat
 from optcli.backends.tensorrt.build import (
     BuildOptions,
@@ -32,7 +32,7 @@ from optcli.errors import MissingDependencyError, StageError
 TIMING_CACHE_NAME = "trt-timing.cache"
 
 
-class TensorRTEngine(Engine):
+class TensorRTEngine(OnnxEngine):
     config: TensorRTConfig
 
     @classmethod
@@ -59,13 +59,8 @@ class TensorRTEngine(Engine):
     def precision(self) -> str:
         return self.context.precisions[self._artifact()[0]]
 
-    def _artifact(self) -> tuple[str, Path]:
-        # Not self.label in messages: the default label needs the artifact's precision.
-        return self.context.artifact(self.config.artifact, self.config.name or "tensorrt")
-
     def describe(self) -> dict[str, Any]:
-        name, path = self._artifact()
-        info: dict[str, Any] = {**super().describe(), "artifact": name, "path": str(path)}
+        info: dict[str, Any] = super().describe()
         if not self._loaded:
             return info
         summary: PrecisionSummary = self._summary

@@ -1,0 +1,43 @@
+"""By-hand quantization: what the ORT and OpenVINO/NNCF docs show, with their defaults."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def quantize_ort_by_hand(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]) -> None:
+    """What the ORT docs show: quantize_static with its defaults, per_channel=True."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    from optcli.quiet import quiet_loggers  # ORT's "consider pre-processing" warning on the root logger
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    # Defaults: QDQ format, QUInt8 activations, QInt8 weights, MinMax, every op type ORT can quantize.
+    with contextlib.redirect_stdout(io.StringIO()), quiet_loggers(""):
+        quantize_static(str(src), str(dst), Reader(), per_channel=True)
+
+
+def quantize_nncf_by_hand(src: Path, samples: list[dict[str, np.ndarray]], transformer: bool) -> Any:
+    """What the OpenVINO/NNCF docs show: read the model, nncf.quantize with a Dataset, compile."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(src))
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.quantize(
+            model,
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+        )
