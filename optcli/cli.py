@@ -12,8 +12,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from optcli.cache_cli import cache_app
+from optcli.cli_options import NoCacheOption, RecipePath, SetOption, WaitOption
 from optcli.console import console
 from optcli.errors import RecipeError, UserInputError
+from optcli.recipe_cli import recipe_app
 
 app = typer.Typer(
     name="optcli",
@@ -26,8 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-recipe_app = typer.Typer(help="Check, document and start recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+app.add_typer(cache_app, name="cache")
 
 
 @app.callback()
@@ -37,23 +40,6 @@ def _root(
     ] = False,
 ) -> None:
     """Global options; --debug is handled by main() so it works anywhere on the command line."""
-
-
-RecipePath = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        "-s",
-        help="Override a recipe field: dotted.path=value (YAML value), repeatable. "
-        "E.g. --set quantization.precision=fp8 --set build.0.threads=4",
-    ),
-]
-
-WaitOption = Annotated[
-    bool,
-    typer.Option("--wait", help="If another optcli run holds the run folder, wait for it instead of exit 2."),
-]
 
 
 @app.command()
@@ -95,14 +81,17 @@ def run(
         ),
     ] = False,
     wait: WaitOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Run a recipe end to end and write report.json / report.md to the run folder.
 
     Example: optcli run recipes/example.yaml --set quantization.precision=fp8 --out runs/try1
     """
+    from optcli.cache import StageCache
     from optcli.console import RichUI
     from optcli.pipeline import run_recipe
     from optcli.recipe import load_recipe
+    from optcli.recipe_cli import print_preflight
     from optcli.report.terminal import render_terminal
 
     extra = [
@@ -115,12 +104,13 @@ def run(
         raise UserInputError("--offline: only applies with --dry-run (a run always checks files and engines)")
     if dry_run:
         typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
-        console.print(f"plan: {', '.join(_plan(loaded))} -> {out_dir}")
+        console.print(f"plan: {', '.join(_plan_steps(loaded))} -> {out_dir}")
         if offline:
             console.print("preflight: skipped (--offline): files and engines not checked")
             return
-        raise typer.Exit(_print_preflight(loaded, label="preflight"))
-    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet), wait=wait)
+        raise typer.Exit(print_preflight(loaded, label="preflight", engines_plan=True))
+    cache = StageCache(enabled=not no_cache)
+    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet), wait=wait, cache=cache)
     data = report.to_dict()
     if not quiet:
         render_terminal(data, console)
@@ -132,7 +122,8 @@ def run(
     raise typer.Exit(0 if not failed else 1)
 
 
-def _plan(recipe) -> list[str]:
+def _plan_steps(recipe) -> list[str]:
+    """The stage list the recipe alone gives (for --offline, which does not look at this machine)."""
     steps = ["load", f"export ({recipe.export.exporter})"] + [f"pass {p.name}" for p in recipe.passes]
     if recipe.quantization and recipe.quantization.precision != "fp32":
         steps.append(f"quantize {recipe.quantization.precision} ({recipe.quantization.quantizer})")
@@ -153,6 +144,7 @@ def diagnose(
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the worst layers to show.")] = 10,
     wait: WaitOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Rank the quantized model's layers by the error each adds (SQNR vs FP32, on validation data).
 
@@ -160,6 +152,7 @@ def diagnose(
     compares FP32 and quantized intermediate activations. Exclude the worst with
     `quantization.exclude.modules`, or let `quantization.accuracy` do it automatically.
     """
+    from optcli.cache import StageCache
     from optcli.console import RichUI
     from optcli.pipeline import run_recipe
     from optcli.recipe import load_recipe
@@ -173,95 +166,10 @@ def diagnose(
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name).with_name(
         f"{loaded.name}-diagnose"
     )
-    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True, wait=wait)
+    cache = StageCache(enabled=not no_cache)
+    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True, wait=wait, cache=cache)
     render_diagnosis(report.quantization.get("diagnosis", []), top, console)
     console.print(f"report: {out_dir / 'report.json'}")
-
-
-@recipe_app.command("validate")
-def recipe_validate(
-    recipe: RecipePath,
-    overrides: SetOption = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Check the schema only, not files or engines.")
-    ] = False,
-) -> None:
-    """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field.
-
-    Then, unless --offline, the run's preflight checks: the files and globs the recipe names exist
-    (exit 2), and its quantizer, baseline and engines can run on this machine (exit 3 with the fix).
-    """
-    from optcli.recipe import all_errors, parse_recipe
-
-    if not recipe.is_file():
-        raise RecipeError(
-            "recipe file does not exist" if not recipe.exists() else "not a file", file=str(recipe)
-        )
-    text = recipe.read_text(encoding="utf-8")
-    problems = all_errors(text, source=recipe, overrides=overrides)
-    if problems:
-        for problem in problems:
-            console.print(f"[red]error:[/] {escape(str(problem))}")
-        raise typer.Exit(2)
-    if not offline:
-        code = _print_preflight(parse_recipe(text, source=recipe, overrides=overrides), label=None)
-        if code:
-            raise typer.Exit(code)
-    console.print(f"[green]ok[/] {escape(str(recipe))}" + (" (schema only: --offline)" if offline else ""))
-
-
-def _print_preflight(loaded, *, label: str | None) -> int:
-    """Print what the run's preflight would stop on; returns the exit code the run would have."""
-    from optcli.stages.preflight import check_plan
-
-    plan = check_plan(loaded)
-    for note in plan.notes + [f"{s['engine']} will be skipped: {s['reason']}" for s in plan.skipped]:
-        console.print(f"[yellow]note:[/] {escape(note)}")
-    for problem in plan.problems:
-        console.print(f"[red]error:[/] {escape(problem.message)}")
-        if problem.hint:
-            console.print(f"[dim]hint:[/] {escape(problem.hint)}")
-    if label:
-        found = f"{len(plan.problems)} problem(s), exit {plan.exit_code}" if plan.problems else "ok"
-        console.print(f"{label}: {found} (files the recipe names, quantizer, baseline, engines)")
-    return plan.exit_code
-
-
-@recipe_app.command("schema")
-def recipe_schema_cmd() -> None:
-    """Print the recipe JSON Schema (for editors: `# yaml-language-server: $schema=recipe.schema.json`)."""
-    from optcli.recipe import recipe_schema
-
-    typer.echo(json.dumps(recipe_schema(), indent=2))
-
-
-@recipe_app.command("init")
-def recipe_init(
-    model: Annotated[
-        str,
-        typer.Option(help="Model factory 'pkg.module:fn' or 'file.py:fn', or a .pt2/TorchScript file."),
-    ],
-    inputs: Annotated[
-        list[str],
-        typer.Option(
-            "--input",
-            "-i",
-            help="Input 'name:dim,dim,...[:dtype]', e.g. 'x:batch,3,224,224'. Repeatable.",
-        ),
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the recipe.")] = Path(
-        "recipe.yaml"
-    ),
-    name: Annotated[str | None, typer.Option(help="Recipe name. Default: from the model.")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
-) -> None:
-    """Write a starter recipe (INT8 with ONNX Runtime, synthetic data) to edit and commit."""
-    from optcli.recipe.starter import write_starter
-
-    path = write_starter(model, inputs, output, name=name, force=force)
-    console.print(
-        f"[green]wrote[/] {escape(str(path))}; check it with: optcli recipe validate {escape(str(path))}"
-    )
 
 
 @app.command()

@@ -79,3 +79,8 @@ def evaluate(
     if problem:
         detail = f"{problem}; {detail}" if detail else problem
     return GateResult(name, engine, value, str(threshold), threshold.holds(value) and not problem, detail)
+
+
+def engine_gates(shared: dict[str, str], own: dict[str, str], family: dict[str, str]) -> dict[str, str]:
+    """A stage's gates, overridden or extended by one engine's own `gates` of the same family."""
+    return {**shared, **{metric: expr for metric, expr in own.items() if metric in family}}

@@ -1,5 +1,10 @@
-"""Runs a recipe's stages in order: preflight, load, export, passes, quantize, build, validate,
-benchmark, report. Each stage takes the previous stage's artifact and records what it produced.
+"""Runs a recipe: plan, then the stages top to bottom, each a function of explicit inputs returning
+typed results; this file is the only place that wires them and writes them into the report.
+
+    plan ─ export ─ passes ─ quantize (─ quantize-nncf) ─ build ─ validate ─ benchmark ─ select ─ report
+
+Export, passes, quantization and validation results are cached by content (stage cache); the
+PyTorch model is loaded only when a stage that needs it is not cached.
 """
 
 from __future__ import annotations
@@ -7,20 +12,30 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from optcli import environment, interrupts
+from optcli.artifacts import Artifact
+from optcli.cache import StageCache
 from optcli.errors import UserInputError
+from optcli.export import run_torch
+from optcli.manifest import MANIFEST_FILE, manifest_data
 from optcli.outcome import classify
+from optcli.plan import Machine, Plan
 from optcli.recipe import Recipe
 from optcli.report.model import RunReport
 from optcli.specs import ShapeResolver
-from optcli.stages.build import build_stage
-from optcli.stages.context import UI, Run
-from optcli.stages.measure import benchmark_stage, validate_stage
-from optcli.stages.model import export_stage, load_stage, passes_stage
-from optcli.stages.preflight import preflight_stage
-from optcli.stages.quantize import quantize_stage
+from optcli.stages.benchmark import benchmark_gates, benchmark_stage
+from optcli.stages.build import Built, build_stage
+from optcli.stages.context import UI, StageContext
+from optcli.stages.data import LazyModel, RunData, open_data
+from optcli.stages.keys import model_fingerprint
+from optcli.stages.model import export_stage, passes_stage
+from optcli.stages.preflight import check_class_output, preflight
+from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage
+from optcli.stages.recover import TuningData
 from optcli.stages.target import select
+from optcli.stages.validate import validate_stage, validation_gates, validation_key
 from optcli.workspace import Workspace
 
 
@@ -31,6 +46,7 @@ def run_recipe(
     *,
     through_quantization: bool = False,
     wait: bool = False,
+    cache: StageCache | None = None,
 ) -> RunReport:
     """Run every stage (or stop after quantization, for `optcli diagnose`).
 
@@ -46,84 +62,215 @@ def run_recipe(
                     f"the last run in '{out_dir}' ({lock.previous.describe()}) ended without finishing; "
                     "its leftovers are removed"
                 )
-            return _run_locked(recipe, workspace, ui, through_quantization)
+            ctx = StageContext(workspace, ui, cache or StageCache(), environment.package_versions())
+            return _run_locked(recipe, ctx, through_quantization)
 
 
-def _run_locked(recipe: Recipe, workspace: Workspace, ui: UI, through_quantization: bool) -> RunReport:
-    resolved = recipe.model_dump(mode="json", by_alias=True)
-    report = RunReport(
-        recipe={
-            "name": recipe.name,
-            "file": str(recipe.source_file) if recipe.source_file else None,
-            "sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
-            "resolved": resolved,
-        }
-    )
-    model = recipe.model
-    run = Run(recipe, workspace, ui, report, ShapeResolver(model.inputs, model.dims, model.batch_dim))
+def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool) -> RunReport:
+    report = RunReport(recipe=_recipe_record(recipe))
+    artifacts: dict[str, Artifact] = {}
     try:
-        run.enter("start")
+        ctx.enter("start")
         # A report of the previous run must not stand while this one runs (or if it is killed).
-        write_reports(run)
+        write_reports(ctx.workspace, recipe, report)
         report.environment = environment.describe()
-        run.enter("preflight")
-        preflight_stage(run, engines=not through_quantization)
-        _run_stages(run, through_quantization)
-        run.enter("report")
+        ctx.enter("preflight")
+        checked = preflight(recipe, Machine.here(), engines=not through_quantization)
+        report.skipped = checked.skipped
+        for note in checked.plan.notes:
+            ctx.warn(note)
+        _execute(ctx, recipe, checked.plan, report, artifacts, through_quantization)
+        ctx.enter("report")
         report.status = "finished"
     except SystemExit as exc:  # user code (a model factory, a data callable) called sys.exit()
         error = UserInputError(
-            f"stage '{run.current_stage}': user code called sys.exit({exc.code!r}) during the run"
+            f"stage '{ctx.current_stage}': user code called sys.exit({exc.code!r}) during the run"
         )
-        _record_failure(run, error)
+        _record_failure(report, ctx, error)
         raise error from exc
     except BaseException as exc:
-        _record_failure(run, exc)
+        _record_failure(report, ctx, exc)
         raise
     finally:
         with interrupts.deferred():  # a signal now is handled once the report is on disk
-            write_reports(run)
-            workspace.cleanup_staging()
+            report.stages, report.warnings = ctx.records, ctx.warnings
+            manifest = manifest_data(artifacts, [_stage_entry(r) for r in ctx.records], ctx.workspace.root)
+            ctx.workspace.write_json(MANIFEST_FILE, manifest)
+            write_reports(ctx.workspace, recipe, report)
+            ctx.workspace.cleanup_staging()
     return report
 
 
-def _run_stages(run: Run, through_quantization: bool) -> None:
-    for name, stage in (
-        ("load", load_stage),
-        ("export", export_stage),
-        ("passes", passes_stage),
-        ("quantize", quantize_stage),
-    ):
-        run.enter(name)
-        stage(run)
+def _execute(
+    ctx: StageContext,
+    recipe: Recipe,
+    plan: Plan,
+    report: RunReport,
+    artifacts: dict[str, Artifact],
+    through_quantization: bool,
+) -> None:
+    section = recipe.model
+    resolver = ShapeResolver(section.inputs, section.dims, section.batch_dim)
+    data = open_data(recipe, resolver, ctx.warn)
+    model = LazyModel(ctx, section, recipe.base_dir)
+    model_key = model_fingerprint(section, recipe.base_dir)
+
+    exported = export_stage(ctx, recipe.export, section.outputs, model, resolver, model_key)
+    check_class_output(recipe, exported.output_names)  # the first point the outputs are known
+    artifacts["exported"] = exported.artifact
+    report.gates += exported.gates
+    report.provenance["exported_onnx_sha256"] = exported.artifact.sha256[:16]
+
+    optimized, pass_gates = passes_stage(ctx, recipe.passes, exported.artifact, exported.reference)
+    report.gates += pass_gates
+    if optimized is not None:
+        artifacts["optimized"] = optimized
+    float_artifact = optimized or exported.artifact
+
+    quantized = None
+    sizes = resolver.sizes(batch_size=1)
+    if "quantized" in plan.artifacts:
+        tuning = _tuning_data(recipe, data, model, resolver)
+        quantized = quantize_stage(ctx, recipe.quantization, float_artifact, data.calibration, tuning, sizes)
+        artifacts["quantized"] = quantized.artifact
+        report.quantization = quantized.report
+        report.gates += quantized.gates
+        report.provenance["calibration_data_sha256"] = calibration_sha256(quantized.calibration_digests)
+    if "quantized_nncf" in plan.artifacts:
+        nncf = nncf_stage(ctx, recipe.quantization, float_artifact, data.calibration, sizes)
+        artifacts["quantized_nncf"] = nncf
+        report.quantization.setdefault("artifacts", {})["quantized_nncf"] = nncf.precision_detail
     if through_quantization:
         return
-    run.enter("build")
-    engines = build_stage(run)
+    if plan.target is not None:
+        report.selection = {
+            "target": plan.target,
+            "candidates": [e.label for e in plan.runnable],
+            "added": [e.label for e in plan.runnable if e.origin == "target"],
+            "not_available": plan.not_available,
+        }
+    _measure(ctx, recipe, plan, report, artifacts, model, model_key, exported.output_names, data, quantized)
+
+
+def _measure(ctx, recipe, plan, report, artifacts, model, model_key, output_names, data: RunData, quantized):
+    """Build (only if something needs the engines), validate, benchmark, select."""
+    section = recipe.model
+    resolver = ShapeResolver(section.inputs, section.dims, section.batch_dim)
+    configs = [e.config for e in plan.runnable]
+    built: list[Built] = []
+
+    def engines() -> Built:
+        if not built:
+            calibration = data.calibration.batches if data.calibration is not None else None
+            built.append(
+                build_stage(ctx, configs, plan.baseline, artifacts, model, section, output_names, calibration)
+            )
+        return built[0]
+
     try:
-        run.enter("validate")
-        validate_stage(run, engines)
-        run.enter("benchmark")
-        benchmark_stage(run, engines)
-        if run.recipe.target is not None:
-            run.enter("select")
-            select(run, engines)
+        described: list[dict[str, Any]] = []
+        if recipe.validate_.enabled:
+            identity = {
+                "baseline": plan.baseline.model_dump(mode="json"),
+                "model": model_key,
+                "engines": [_engine_identity(e, artifacts) for e in plan.runnable],
+                "calibration": data.calibration.fingerprint() if data.calibration is not None else None,
+                "outputs": output_names,
+            }
+            skip = quantized.tuning_samples if quantized else 0
+            class_output = recipe.validate_.class_output
+            key = validation_key(ctx, identity, data.validation, skip, class_output)
+            validation = validate_stage(
+                ctx,
+                key,
+                engines,
+                data.validation,
+                judged=recipe.validate_.samples,
+                skip=skip,
+                class_output=class_output,
+                output_names=output_names,
+                calibration_digests=quantized.calibration_digests if quantized else set(),
+            )
+            described = validation.engines
+            report.validation = validation.report
+            own = _own_gates(described, configs)
+            report.gates += validation_gates(recipe.validate_.gates, own, validation.results)
+        benchmark = None
+        if recipe.benchmark.enabled:
+            benchmark = benchmark_stage(ctx, recipe.benchmark, engines().engines, resolver)
+            report.benchmark = benchmark.report()
+            report.gates += benchmark_gates(
+                recipe.benchmark.gates, _own_gates(engines().descriptions, configs), benchmark
+            )
+        report.engines = described or engines().descriptions
+        if plan.target is not None:
+            ctx.enter("select")
+            labels = [e["label"] for e in report.engines if not e["baseline"]]
+            precisions = {e["label"]: e["precision"] for e in report.engines}
+            latency = benchmark.results if benchmark is not None else []
+            choice = select(labels, precisions, report.gates, latency, recipe.benchmark.batch_sizes[0])
+            report.selection.update({"candidates": labels, **choice})
+            if choice["chosen"] is None:
+                ctx.warn("target cpu: no candidate passed the validate gates")
     finally:
-        for engine in engines:
-            engine.close()
+        for done in built:
+            done.close()
 
 
-def _record_failure(run: Run, exc: BaseException) -> None:
+def _engine_identity(engine, artifacts: dict[str, Artifact]) -> dict[str, Any]:
+    artifact = artifacts.get(engine.artifact) if engine.artifact else None
+    return {
+        "config": engine.config.model_dump(mode="json", exclude={"gates"}),
+        "artifact": artifact.sha256 if artifact else None,
+    }
+
+
+def _own_gates(descriptions: list[dict[str, Any]], configs: list[Any]) -> dict[str, dict[str, str]]:
+    """Each engine's own `gates`, by its label (descriptions: the baseline first, then `configs`)."""
+    return {d["label"]: config.gates for d, config in zip(descriptions[1:], configs)}
+
+
+def _tuning_data(recipe: Recipe, data: RunData, model: LazyModel, resolver: ShapeResolver) -> TuningData:
+    settings = recipe.validate_
+    return TuningData(
+        validation=data.validation,
+        judged_samples=settings.samples if settings.enabled else 0,
+        class_output=settings.class_output or 0,
+        reference=lambda batch: run_torch(model.get(), resolver, batch),
+    )
+
+
+def _recipe_record(recipe: Recipe) -> dict[str, Any]:
+    resolved = recipe.model_dump(mode="json", by_alias=True)
+    return {
+        "name": recipe.name,
+        "file": str(recipe.source_file) if recipe.source_file else None,
+        "sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+        "resolved": resolved,
+    }
+
+
+def _stage_entry(record) -> dict[str, Any]:
+    details = record.details or {}
+    return {
+        "name": record.name,
+        "seconds": record.seconds,
+        "cached": details.get("cached"),
+        "key": details.get("cache_key"),
+    }
+
+
+def _record_failure(report: RunReport, ctx: StageContext, exc: BaseException) -> None:
     outcome = classify(exc)
-    run.report.status = "interrupted" if outcome.kind == "interrupted" else "error"
-    run.report.error = outcome.record(run.current_stage)
+    report.status = "interrupted" if outcome.kind == "interrupted" else "error"
+    report.error = outcome.record(ctx.current_stage)
 
 
-def write_reports(run: Run) -> None:
+def write_reports(workspace: Workspace, recipe: Recipe, report: RunReport) -> None:
     from optcli.report.markdown import render_markdown
 
-    data = run.report.to_dict()
-    if "json" in run.recipe.report.formats:
-        run.workspace.write_json("report.json", data)
-    if "md" in run.recipe.report.formats:
-        run.workspace.write_text("report.md", render_markdown(data))
+    data = report.to_dict()
+    if "json" in recipe.report.formats:
+        workspace.write_json("report.json", data)
+    if "md" in recipe.report.formats:
+        workspace.write_text("report.md", render_markdown(data))

@@ -10,6 +10,15 @@ import pytest
 
 from optcli.recipe import parse_recipe
 
+
+@pytest.fixture(autouse=True)
+def stage_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test gets its own stage cache (subprocesses inherit it): no test sees another's results."""
+    root = tmp_path_factory.mktemp("stage-cache")
+    monkeypatch.setenv("OPTCLI_CACHE_DIR", str(root))
+    return root
+
+
 MODEL_FILE = '''
 import torch
 from torch import nn

@@ -37,6 +37,7 @@ HELP = {
             "-q",
             "--dry-run",
             "--skip-unavailable",
+            "--no-cache",
             "dotted.path",
         ],
     ),
@@ -47,6 +48,9 @@ HELP = {
     "version": (["version"], ["version"]),
     "doctor": (["doctor"], ["--json"]),
     "diagnose": (["diagnose"], ["RECIPE", "--set", "--out", "--top", "quantization.accuracy"]),
+    "cache": (["cache"], ["ls", "prune", "OPTCLI_CACHE_DIR", "--no-cache"]),
+    "cache ls": (["cache", "ls"], ["stage"]),
+    "cache prune": (["cache", "prune"], ["--older-than", "30d"]),
 }
 
 

@@ -487,7 +487,7 @@ def test_interrupt_says_so(cli, write_recipe, model_dir, monkeypatch):
 def test_internal_error_exits_4_without_traceback_unless_debug(cli, write_recipe, model_dir, monkeypatch):
     import optcli.pipeline
 
-    def broken(run):
+    def broken(*args):
         raise RuntimeError("boom in the pass stage")
 
     monkeypatch.setattr(optcli.pipeline, "passes_stage", broken)

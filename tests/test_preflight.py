@@ -11,8 +11,8 @@ import pytest
 from optcli.console import SilentUI
 from optcli.errors import MissingDependencyError
 from optcli.pipeline import run_recipe
+from optcli.plan import Machine, make_plan, planned_artifacts
 from optcli.recipe import load_recipe
-from optcli.stages.preflight import planned_precision
 
 torch = pytest.importorskip("torch")
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
@@ -53,10 +53,10 @@ def test_cuda_baseline_needs_a_gpu_or_falls_back_when_skipping(write_recipe, tmp
 
 def test_planned_precision_follows_the_recipe(tiny_recipe):
     recipe = tiny_recipe(quantization="quantization: {precision: fp8}", passes="passes: [fp16]")
-    assert planned_precision(recipe, "quantized") == "fp8"
-    assert planned_precision(recipe, "final") == "fp8"
-    assert planned_precision(recipe, "optimized") == "fp16"
-    assert planned_precision(recipe, "exported") == "fp32"
+    machine = Machine(cpu_flags=(), packages=frozenset())
+    assert planned_artifacts(recipe, machine) == {"exported": "fp32", "optimized": "fp16", "quantized": "fp8"}
+    (engine,) = make_plan(recipe, machine).engines  # the tiny recipe's one engine runs 'final'
+    assert (engine.artifact, engine.precision) == ("quantized", "fp8")
 
 
 def test_quantizer_settings_are_checked_before_export(write_recipe, tmp_path):

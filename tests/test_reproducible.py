@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from optcli.calibration import SourceContext
 from optcli.quantization.calibrator import CalibrationCache, calibrate, calibration_key
 from optcli.quantization.settings import CalibrationSettings
-from optcli.stages.quantize import calibration_data_key
+from optcli.stages.data import DataStream
 
 INT8 = (
     "quantization: {precision: int8, calibration: "
@@ -149,7 +149,11 @@ def test_calibration_data_key_follows_the_callable_file(model_dir):
         {"data": {"type": "callable", "callable": "data.py:batches"}}
     )
     ctx = SourceContext(resolver_for(("x", ["batch", 16])), model_dir, "quantization.calibration.data")
-    key = calibration_data_key(settings, ctx)
-    assert calibration_data_key(settings, ctx) == key
+
+    def fingerprint() -> str:  # a fresh stream, as each run opens one
+        return DataStream(settings.data, ctx, settings.batch_size, settings.samples, ["x"]).fingerprint()
+
+    key = fingerprint()
+    assert fingerprint() == key
     script.write_text("def batches():\n    return [{'x': 1}]\n")  # the user edited the data code
-    assert calibration_data_key(settings, ctx) != key
+    assert fingerprint() != key

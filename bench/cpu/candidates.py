@@ -123,39 +123,21 @@ def ov_candidate(label: str, model: Any, threads: int | None, feeds: dict, note:
 
 
 def optcli_candidate(recipe: Any, report: dict, run_dir: Path, feeds: dict) -> Candidate:
-    """The engine optcli chose, rebuilt the way optcli's build stage builds it."""
-    from types import SimpleNamespace
-
+    """The engine optcli chose, rebuilt from the run's manifest with the plan's own engine config."""
     from optcli.backends import EngineContext, create_engine
-    from optcli.stages.target import cpu_candidates
+    from optcli.manifest import read_manifest
+    from optcli.plan import Machine, make_plan
 
     selection = report.get("selection") or {}
     chosen = selection.get("chosen")
     if not chosen:
         raise RuntimeError(f"optcli chose no engine (selection: {selection})")
-    configs = {c.name: c for c in cpu_candidates(SimpleNamespace(recipe=recipe))}
-    configs.update({c.name or c.engine: c for c in recipe.build})  # the recipe's own engines win
+    configs = {e.label: e.config for e in make_plan(recipe, Machine.here()).runnable}
     config = configs[chosen]
-    threads = recipe.benchmark.threads
-    if threads and getattr(config, "threads", "n/a") is None:
-        config = config.model_copy(update={"threads": threads})
-    artifacts = {
-        name: run_dir / file
-        for name, file in (
-            ("exported", "exported.onnx"),
-            ("quantized", "quantized.onnx"),
-            ("quantized_nncf", "quantized-nncf.onnx"),
-        )
-        if (run_dir / file).is_file()
-    }
-    if recipe.passes:
-        stage = next(s for s in reversed(report["stages"]) if s["name"].startswith("pass"))
-        artifacts["optimized"] = Path(stage["artifact"])
-    precision = recipe.quantization.precision if recipe.quantization else "fp32"
-    precisions = {"exported": "fp32", "optimized": "fp32", "quantized": precision, "quantized_nncf": "int8"}
+    artifacts = read_manifest(run_dir)  # digests re-checked: the files are the ones the run judged
     context = EngineContext(
-        artifacts=artifacts,
-        precisions=precisions,
+        artifacts={name: a.path for name, a in artifacts.items()},
+        precisions={name: a.precision for name, a in artifacts.items()},
         torch_model=lambda: None,
         input_names=[s.name for s in recipe.model.inputs],
         output_names=list(recipe.model.outputs or []),

@@ -1,87 +1,93 @@
-"""Build every engine of the recipe next to the PyTorch baseline."""
+"""Build the plan's engines next to the PyTorch baseline, from the artifacts the pipeline produced."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+from optcli.artifacts import Artifact
 from optcli.backends import Engine, EngineContext, create_engine
 from optcli.backends.torch_engine import TorchConfig, TorchEngine
-from optcli.calibration import Batch, SourceContext, stream
+from optcli.calibration import Batch
 from optcli.errors import UserInputError
-from optcli.stages.context import Run
+from optcli.stages.context import StageContext
+from optcli.stages.data import LazyModel
 
 
-def calibration_batches(run: Run) -> Iterator[Batch]:
-    """The recipe's calibration stream, for engines that calibrate themselves (torch-tensorrt + ModelOpt)."""
-    quantization = run.recipe.quantization
-    if quantization is None:
-        raise UserInputError(
-            "build: this engine calibrates, so the recipe needs a quantization.calibration section"
-        )
-    calibration = quantization.calibration
-    ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
-    return stream(calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples)
+@dataclass
+class Built:
+    engines: list[Engine]  # the baseline first
+    descriptions: list[dict[str, Any]]  # the report's `engines` section
+
+    @property
+    def baseline(self) -> Engine:
+        return self.engines[0]
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
 
 
-def baseline_config(run: Run) -> TorchConfig:
-    """Eager FP32 on the recipe's baseline device; CPU when CUDA is missing and skipping was asked for."""
-    settings = run.recipe.baseline
-    config = TorchConfig(
-        name="pytorch-eager-fp32",
-        device=settings.device,
-        threads=settings.threads or run.recipe.benchmark.threads,
-    )
-    if TorchEngine.unavailable(config) is not None and run.recipe.skip_unavailable:
-        run.report.warnings.append("baseline.device cuda is not available here; the baseline ran on the CPU")
-        config = config.model_copy(update={"device": "cpu"})
-    if settings.device == "cuda" and config.device == "cuda":
-        config = config.model_copy(update={"name": "pytorch-eager-fp32-cuda"})
-    return config
-
-
-def build_stage(run: Run) -> list[Engine]:
+def build_stage(
+    ctx: StageContext,
+    configs: list[Any],
+    baseline: TorchConfig,
+    artifacts: dict[str, Artifact],
+    model: LazyModel,
+    model_section,
+    output_names: list[str],
+    calibration_batches: Callable[[], Iterator[Batch]] | None,
+) -> Built:
     context = EngineContext(
-        artifacts=run.artifacts,
-        precisions=run.precisions,
-        torch_model=lambda: run.torch_model,
-        input_names=[s.name for s in run.recipe.model.inputs],
-        output_names=run.output_names,
+        artifacts={name: a.path for name, a in artifacts.items()},
+        precisions={name: a.precision for name, a in artifacts.items()},
+        torch_model=model.get,
+        input_names=[s.name for s in model_section.inputs],
+        output_names=output_names,
         extras={
-            "inputs": run.recipe.model.inputs,
-            "dims": run.recipe.model.dims,
-            "work_dir": run.workspace.root,
-            "calibration_batches": lambda: calibration_batches(run),
+            "inputs": model_section.inputs,
+            "dims": model_section.dims,
+            "work_dir": ctx.workspace.root,
+            "calibration_batches": calibration_batches or _no_calibration,
         },
     )
-    baseline = TorchEngine(baseline_config(run), context)
-    engines: list[Engine] = [baseline]
-    with run.stage("build") as record:
-        for config in run.runnable_build:
-            if run.recipe.benchmark.threads and getattr(config, "threads", "n/a") is None:
-                config = config.model_copy(update={"threads": run.recipe.benchmark.threads})
-            engines.append(create_engine(config, context))
+    engines: list[Engine] = [TorchEngine(baseline, context)]
+    with ctx.stage("build") as record:
+        engines += [create_engine(config, context) for config in configs]
         distinct_default_labels(engines)
         labels = [e.label for e in engines]
         if len(set(labels)) != len(labels):
             raise UserInputError(f"build: engines share a name {labels}; give each a distinct 'name'")
         for engine in engines:
             engine.load()
-        descriptions = [e.describe() for e in engines]
-        artifacts = run.report.quantization.get("artifacts", {})
-        for engine, description in zip(engines, descriptions):
-            description["precision_detail"] = precision_detail(description, artifacts)
-            info = artifacts.get(description.get("artifact", ""))
-            if info and info["requested"] in engine.label and info["requested"] != engine.precision:
-                run.report.warnings.append(
-                    f"engine '{engine.label}' runs {description['precision_detail']}: its name says "
-                    f"{info['requested']}, its artifact does not"
-                )
-        run.report.warnings += [d["precision_warning"] for d in descriptions if d.get("precision_warning")]
-        run.report.engines = [
-            {"label": e.label, "baseline": e is baseline, **d} for e, d in zip(engines, descriptions)
-        ]
+            ctx.current_stage = "build"  # loading the baseline may have run the 'load' stage
+        descriptions = [describe(ctx, engine, artifacts, engine is engines[0]) for engine in engines]
         record.details = {"engines": labels}
-    return engines
+    return Built(engines, descriptions)
+
+
+def _no_calibration() -> Iterator[Batch]:
+    raise UserInputError(
+        "build: this engine calibrates, so the recipe needs a quantization.calibration section"
+    )
+
+
+def describe(
+    ctx: StageContext, engine: Engine, artifacts: dict[str, Artifact], baseline: bool
+) -> dict[str, Any]:
+    description = engine.describe()
+    artifact = artifacts.get(description.get("artifact", ""))
+    description["precision_detail"] = precision_detail(description["precision"], artifact)
+    info = artifact.precision_detail if artifact else {}
+    if info and info["requested"] in engine.label and info["requested"] != engine.precision:
+        ctx.warn(
+            f"engine '{engine.label}' runs {description['precision_detail']}: its name says "
+            f"{info['requested']}, its artifact does not"
+        )
+    if description.get("precision_warning"):
+        ctx.warn(description["precision_warning"])
+    return {"label": engine.label, "baseline": baseline, **description}
 
 
 def distinct_default_labels(engines: list[Engine]) -> None:
@@ -95,10 +101,9 @@ def distinct_default_labels(engines: list[Engine]) -> None:
             engine.config = config.model_copy(update={"name": f"{engine.label}-{artifact}"})
 
 
-def precision_detail(description: dict, artifacts: dict[str, dict]) -> str:
+def precision_detail(precision: str, artifact: Artifact | None) -> str:
     """'int8 (87% of MACs)': the engine's precision with the quantized share its artifact measured."""
-    precision = description["precision"]
-    info = artifacts.get(description.get("artifact", ""))
+    info = artifact.precision_detail if artifact else {}
     if not info:
         return precision
     if info["precision"] == precision:

@@ -1,4 +1,7 @@
-"""The state one run carries from stage to stage, and the UI the stages report to."""
+"""What every stage may use besides its explicit inputs: the run folder, the cache, the UI, and a
+place to leave stage records and warnings. Stages never read the report or another stage's
+recipe section; they return typed results that the pipeline wires and reports.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from optcli import interrupts
-from optcli.recipe import Recipe
-from optcli.report.model import RunReport, StageRecord
-from optcli.specs import ShapeResolver
+from optcli.cache import StageCache
+from optcli.report.model import StageRecord
 from optcli.workspace import Workspace
 
 
@@ -26,27 +27,23 @@ class UI(Protocol):
 
 
 @dataclass
-class Run:
-    recipe: Recipe
+class StageContext:
     workspace: Workspace
     ui: UI
-    report: RunReport
-    resolver: ShapeResolver
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    precisions: dict[str, str] = field(default_factory=dict)
-    output_names: list[str] = field(default_factory=list)
-    trace_inputs: dict[str, Any] = field(default_factory=dict)
-    trace_outputs: list[Any] = field(default_factory=list)
-    torch_model: Any = None
-    calibration_digests: set[bytes] = field(default_factory=set)
-    runnable_build: list[Any] = field(default_factory=list)  # build entries preflight found runnable
-
+    cache: StageCache
+    versions: dict[str, str]  # package versions: part of every cache key
+    records: list[StageRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     current_stage: str | None = None  # what report.json's `error.stage` names if the run stops now
 
     def enter(self, name: str) -> None:
         """A pipeline step begins; stop here if a signal arrived that library code swallowed."""
         interrupts.check()
         self.current_stage = name
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageRecord]:
@@ -57,5 +54,5 @@ class Run:
         yield record
         interrupts.check()  # a swallowed interrupt must not be recorded as a finished stage
         record.seconds = round(time.perf_counter() - start, 3)
-        self.report.stages.append(record)
+        self.records.append(record)
         self.ui.stage_finished(record)

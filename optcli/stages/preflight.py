@@ -8,77 +8,82 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from optcli.backends import unavailable
 from optcli.errors import MissingDependencyError, OptcliError, UserInputError
+from optcli.plan import Machine, Plan, make_plan
 from optcli.quantization import QUANTIZERS
-from optcli.stages.context import Run
 from optcli.stages.paths import missing_paths
-from optcli.stages.target import add_candidates
 
 
 @dataclass
 class PlanCheck:
     """What preflight found: problems stop the run (bad input, exit 2, before missing backends, 3)."""
 
+    plan: Plan
     problems: list[OptcliError] = field(default_factory=list)
-    runnable: list[Any] = field(default_factory=list)  # build entries that can run here
-    skipped: list[dict[str, str]] = field(default_factory=list)  # left out by skip_unavailable
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:  # left out by skip_unavailable
+        return [
+            {"engine": e.label, "reason": e.missing.reason, "fix": e.missing.fix}
+            for e in self.plan.skipped
+            if e.origin == "recipe"
+        ]
 
     @property
     def exit_code(self) -> int:
         return min((p.exit_code for p in self.problems), default=0)
 
 
-def preflight_stage(run: Run, *, engines: bool = True) -> None:
-    """Stop on the first problem check_plan finds (exit 2 or 3 with the fix), or mark engines skipped."""
-    plan = check_plan(run.recipe, engines=engines)
-    if plan.problems:
-        raise first_problem(plan.problems)
-    if not engines:
-        return
-    run.report.skipped.extend(plan.skipped)
-    run.runnable_build = plan.runnable
-    if run.recipe.target is not None:
-        add_candidates(run)
+def preflight(recipe: Any, machine: Machine, *, engines: bool = True) -> PlanCheck:
+    """The plan, or the first problem check_plan finds (exit 2 or 3 with the fix)."""
+    checked = check_plan(recipe, engines=engines, machine=machine)
+    if checked.problems:
+        raise first_problem(checked.problems)
+    return checked
 
 
-def check_plan(recipe: Any, *, engines: bool = True) -> PlanCheck:
+def check_plan(recipe: Any, *, engines: bool = True, machine: Machine | None = None) -> PlanCheck:
     """Every preflight check, run on the recipe alone (no run folder, no user code imported)."""
-    plan = PlanCheck()
+    plan = make_plan(recipe, machine or Machine.here(), through_quantization=not engines)
+    checked = PlanCheck(plan)
 
     def collect(check: Callable[[Any], None]) -> None:
         try:
             check(recipe)
         except OptcliError as exc:  # every message starts with the field it is about
-            plan.problems.append(exc)
+            checked.problems.append(exc)
 
-    plan.problems.extend(missing_paths(recipe))
+    checked.problems.extend(missing_paths(recipe))
     collect(check_quantizer)
     collect(check_held_out)
     if engines:
         collect(check_baseline)
         if recipe.skip_unavailable and (missing := baseline_unavailable(recipe)) is not None:
-            plan.notes.append(f"baseline.device: {missing.reason}; the baseline will run on the CPU")
-        _check_engines(recipe, plan)
-    plan.problems.sort(key=lambda p: p.exit_code)  # stable: recipe order within each kind
-    return plan
+            checked.notes.append(f"baseline.device: {missing.reason}; the baseline will run on the CPU")
+        _check_engines(recipe, checked)
+    checked.problems.sort(key=lambda p: p.exit_code)  # stable: recipe order within each kind
+    return checked
 
 
-def _check_engines(recipe: Any, plan: PlanCheck) -> None:
-    for index, config in enumerate(recipe.build):
-        label = config.name or config.engine
-        missing = unavailable(config, planned_precision(recipe, getattr(config, "artifact", None)))
-        if missing is None:
-            plan.runnable.append(config)
-        elif recipe.skip_unavailable:
-            plan.skipped.append({"engine": label, "reason": missing.reason, "fix": missing.fix})
-        else:
-            problem = MissingDependencyError(
-                f"build.{index} ('{label}') cannot run on this machine: {missing.reason}",
-                hint=f"{missing.fix}; see `optcli doctor`, or --skip-unavailable to run the other engines",
+def _check_engines(recipe: Any, checked: PlanCheck) -> None:
+    planned = [e for e in checked.plan.engines if e.origin == "recipe"]
+    for index, engine in enumerate(planned):
+        if engine.artifact is not None and engine.artifact not in checked.plan.artifacts:
+            checked.problems.append(
+                UserInputError(
+                    f"build.{index}.artifact: engine '{engine.label}' runs '{engine.artifact}', which this "
+                    f"recipe does not produce (it produces: {', '.join(checked.plan.artifacts)})"
+                )
             )
-            plan.problems.append(problem)
+        elif engine.missing is not None and not recipe.skip_unavailable:
+            checked.problems.append(
+                MissingDependencyError(
+                    f"build.{index} ('{engine.label}') cannot run on this machine: {engine.missing.reason}",
+                    hint=f"{engine.missing.fix}; see `optcli doctor`, or --skip-unavailable to run the "
+                    "other engines",
+                )
+            )
 
 
 def first_problem(problems: list[OptcliError]) -> OptcliError:
@@ -120,17 +125,6 @@ def check_quantizer(recipe: Any) -> None:
         raise MissingDependencyError(
             f"quantization.quantizer '{quantizer.name}': {missing.reason}", hint=missing.fix
         )
-
-
-def planned_precision(recipe, artifact: str | None) -> str | None:
-    """The precision the named artifact will have, known from the recipe before anything runs."""
-    quantization = recipe.quantization
-    quantized = quantization is not None and quantization.precision != "fp32"
-    if artifact in ("quantized", "final") and quantized:
-        return quantization.precision
-    if artifact in ("optimized", "final") and any(p.name == "fp16" for p in recipe.passes):
-        return "fp16"
-    return "fp32" if artifact else None
 
 
 def baseline_unavailable(recipe: Any):

@@ -1,167 +1,256 @@
-"""The quantization stage: stream calibration data into the chosen quantizer (or convert to FP16)."""
+"""The quantization stage: calibrate and quantize (or convert to FP16) one float artifact.
+
+Inputs are explicit: the `quantization:` section, the float artifact, the calibration stream and,
+for accuracy recovery or diagnosis, the tuning data. The result is cached by those inputs'
+digests: a rerun with the same inputs copies `quantized.onnx` from the cache, and one with another
+calibration method reuses the cached activation statistics (only ranges and Q/DQ are redone).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from optcli.calibration import SourceContext, is_synthetic, sample_digests, stream
+from optcli.artifacts import Artifact
+from optcli.cache import make_key
+from optcli.gates import GateResult
 from optcli.passes import PASSES
-from optcli.quantization import QUANTIZERS, CalibrationSettings
+from optcli.quantization import QUANTIZERS
 from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.summary import QUANTIZED, ArtifactPrecision, artifact_precision
-from optcli.stages.context import Run
-from optcli.stages.recover import check_quantized_share, diagnose_stage_model, recover_accuracy
-from optcli.stages.target import wants_nncf_artifact
+from optcli.stages.cached import restore, store
+from optcli.stages.context import StageContext
+from optcli.stages.data import DataStream
+from optcli.stages.recover import (
+    PATCH_FILE,
+    TuningData,
+    diagnose_stage_model,
+    quantized_share_gate,
+    recover_accuracy,
+)
+
+# Gate thresholds: evaluated after the stage, so changing them reuses the quantized model.
+GATE_FIELDS = {"accuracy": {"min_quantized_share"}}
 
 
-def quantize_stage(run: Run) -> None:
-    settings = run.recipe.quantization
-    if settings is None or settings.precision == "fp32":
-        return
-    source = list(run.artifacts.values())[-1]
-    with (
-        run.stage(f"quantize:{settings.precision}") as record,
-        run.workspace.staged("quantized.onnx") as tmp,
-    ):
-        if settings.precision == "fp16":
-            fp16 = PASSES["fp16"]
-            record.details = {"summary": fp16.apply(source, tmp, fp16.options())}
+@dataclass
+class Quantized:
+    artifact: Artifact
+    report: dict[str, Any]  # the report's `quantization` section
+    gates: list[GateResult] = field(default_factory=list)
+    tuning_samples: int = 0  # leading validate.data samples recovery tuned on (validate skips them)
+    calibration_digests: set[bytes] = field(default_factory=set)
+
+
+def quantize_stage(
+    ctx: StageContext,
+    settings,
+    source: Artifact,
+    calibration: DataStream,
+    tuning: TuningData | None,
+    sizes: dict[str, int],
+) -> Quantized:
+    uses_validation = settings.precision in ("int8", "fp8") and (settings.accuracy or settings.diagnose)
+    key = make_key(
+        "quantize",
+        {
+            "settings": settings.model_dump(mode="json", exclude=GATE_FIELDS),
+            "input": source.sha256,
+            "calibration": calibration.fingerprint(),
+            "tuning": _tuning_part(tuning) if uses_validation else None,
+            "versions": ctx.versions,
+        },
+    )
+    entry = ctx.cache.get("quantize", key)
+    with ctx.stage(f"quantize:{settings.precision}") as record:
+        if entry is not None:
+            path = restore(ctx, entry, "quantized.onnx")
+            if PATCH_FILE in entry.files:
+                restore(ctx, entry, PATCH_FILE)
+            details = entry.meta["details"]
+            calibration.digests.update(bytes.fromhex(d) for d in entry.meta["calibration_digests"])
+            for warning in details.get("warnings", []):
+                ctx.warn(warning)
         else:
-            record.details = calibrate_and_quantize(run, source, tmp)
-        if settings.accuracy is not None and settings.precision in ("int8", "fp8"):
-            record.details["recovery"] = recover_accuracy(run, source, tmp, record.details)
-        if settings.diagnose and settings.precision in ("int8", "fp8"):
-            float_model = Path(record.details.get("quantizer_input") or source)
-            layers = diagnose_stage_model(run, float_model, tmp, 2)
-            record.details["diagnosis"] = [layer.to_dict() for layer in layers]
-        share = artifact_precision(tmp, settings.precision, run.resolver.sizes(batch_size=1))
-        record.details["precision_by_op"] = share.by_op
-        record.details["precision"] = share.to_dict()
-        run.report.quantization = {
-            key: record.details[key]
-            for key in ("precision_by_op", "recovery", "diagnosis")
-            if key in record.details
+            before = len(ctx.warnings)
+            with ctx.workspace.staged("quantized.onnx") as tmp:
+                details = _quantize(ctx, settings, source, tmp, calibration, tuning)
+            path = ctx.workspace.path("quantized.onnx")
+            details["warnings"] = ctx.warnings[before:]
+        share = artifact_precision(path, settings.precision, sizes)
+        # What the artifact runs in, not what the recipe asked for: engine labels and reports follow it.
+        precision = share.precision if share.requested in QUANTIZED else share.requested
+        artifact = Artifact(
+            "quantized", path, "onnx", precision, "quantize", cache_key=key, precision_detail=share.to_dict()
+        )
+        if entry is None:
+            _store(ctx, key, artifact, details, calibration)
+        record.artifact = str(path)
+        record.details = {
+            **details,
+            "precision": share.to_dict(),
+            "cached": entry is not None,
+            "cache_key": key,
         }
-        run.report.quantization["artifacts"] = {"quantized": share.to_dict()}
-        if "recovery" in record.details:
-            check_quantized_share(run, share, len(record.details["recovery"]["excluded"]))
-        record.artifact = str(run.workspace.path("quantized.onnx"))
-    run.artifacts["quantized"] = run.workspace.path("quantized.onnx")
-    # What the artifact runs in, not what the recipe asked for: engine labels and reports follow it.
-    run.precisions["quantized"] = share.precision if share.requested in QUANTIZED else share.requested
-    warn_if_not_quantized(run, share)
-    if wants_nncf_artifact(run):
-        nncf_stage(run, source)
+    report = {k: details[k] for k in ("precision_by_op", "recovery", "diagnosis") if k in details}
+    report["precision_by_op"] = share.by_op
+    report["artifacts"] = {"quantized": share.to_dict()}
+    gates = list(_recovery_gates(details))
+    if "recovery" in details:
+        gates.append(quantized_share_gate(settings, share, len(details["recovery"]["excluded"])))
+    warn_if_not_quantized(ctx, share)
+    tuned = int(details.get("recovery", {}).get("tuning_samples", 0))
+    return Quantized(artifact, report, gates, tuned, set(calibration.digests))
 
 
-def nncf_stage(run: Run, source: Path) -> None:
+def _tuning_part(tuning: TuningData | None) -> dict[str, Any] | None:
+    if tuning is None:
+        return None
+    return {
+        "data": tuning.validation.fingerprint(),
+        "judged": tuning.judged_samples,
+        "class": tuning.class_output,
+    }
+
+
+def _quantize(
+    ctx: StageContext, settings, source: Artifact, dst: Path, calibration: DataStream, tuning
+) -> dict:
+    if settings.precision == "fp16":
+        fp16 = PASSES["fp16"]
+        return {"summary": fp16.apply(source.path, dst, fp16.options())}
+    statistics = ctx.cache.root / "statistics" if ctx.cache.enabled else ctx.workspace.path("calibration")
+    cache = CalibrationCache(statistics if settings.calibration.cache else None, calibration.fingerprint())
+    details = calibrate_and_quantize(ctx, settings, source.path, dst, calibration, cache)
+    if details.get("statistics_reused"):
+        # Cached statistics needed one batch; validation still needs every calibration sample's
+        # digest to prove the two sets disjoint, and reading the data is cheap next to running it.
+        for _ in calibration.batches():
+            pass
+    if settings.accuracy is not None:
+        if tuning is None:
+            raise _needs_validation("quantization.accuracy")
+        recovery = recover_accuracy(ctx, settings, source.path, dst, details, calibration, tuning, cache)
+        details["recovery"] = recovery.details
+        details["recovery_gates"] = [gate.to_dict() for gate in recovery.gates]
+    if settings.diagnose:
+        if tuning is None:
+            raise _needs_validation("quantization.diagnose")
+        float_model = Path(details.get("quantizer_input") or source.path)
+        layers = diagnose_stage_model(tuning.validation, float_model, dst, 2)
+        details["diagnosis"] = [layer.to_dict() for layer in layers]
+    return details
+
+
+def _needs_validation(field: str):
+    from optcli.errors import UserInputError
+
+    return UserInputError(f"{field}: needs validation data (validate.enabled with validate.data)")
+
+
+def _store(ctx: StageContext, key: str, artifact: Artifact, details: dict, calibration: DataStream) -> None:
+    meta = {
+        "artifact": artifact.to_dict(),
+        "details": details,
+        "calibration_digests": sorted(d.hex() for d in calibration.digests),
+    }
+    patch = ctx.workspace.path(PATCH_FILE)
+    extra = {PATCH_FILE: patch} if "recovery" in details and details["recovery"].get("recipe_patch") else {}
+    store(ctx, "quantize", key, artifact.path, meta, **extra)
+
+
+def _recovery_gates(details: dict) -> list[GateResult]:
+    return [GateResult(**gate) for gate in details.get("recovery_gates", [])]
+
+
+def nncf_stage(
+    ctx: StageContext, settings, source: Artifact, calibration: DataStream, sizes: dict
+) -> Artifact:
     """`target: cpu` with OpenVINO: a second INT8 artifact, placed by NNCF the way OpenVINO runs fastest."""
-    settings = run.recipe.quantization.model_copy(deep=True, update={"quantizer": "nncf", "accuracy": None})
+    settings = settings.model_copy(
+        deep=True, update={"quantizer": "nncf", "accuracy": None, "diagnose": False}
+    )
     # NNCF's own default estimator: the recipe's method was chosen for its own quantizer (and NNCF
     # lacks mse/distribution).
     settings.calibration.method = "auto"
-    calibration = settings.calibration
-    ctx = SourceContext(run.resolver, run.recipe.base_dir, "quantization.calibration.data")
-    names = [spec.name for spec in run.recipe.model.inputs]
-    with run.stage("quantize:int8-nncf") as record, run.workspace.staged("quantized-nncf.onnx") as tmp:
-        batches = stream(
-            calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples
+    key = make_key(
+        "quantize-nncf",
+        {
+            "settings": settings.model_dump(mode="json"),
+            "input": source.sha256,
+            "calibration": calibration.fingerprint(),
+            "versions": ctx.versions,
+        },
+    )
+    name = "quantized-nncf.onnx"
+    entry = ctx.cache.get("quantize-nncf", key)
+    with ctx.stage("quantize:int8-nncf") as record:
+        if entry is not None:
+            path, details = restore(ctx, entry, name), entry.meta["details"]
+        else:
+            with ctx.workspace.staged(name) as tmp:
+                names = calibration.input_names
+                details = QUANTIZERS["nncf"].quantize(
+                    source.path, tmp, settings, calibration.batches(), names
+                )
+            path = ctx.workspace.path(name)
+        share = artifact_precision(path, "int8", sizes)
+        artifact = Artifact(
+            "quantized_nncf", path, "onnx", share.precision, "quantize-nncf", key, share.to_dict()
         )
-        record.details = QUANTIZERS["nncf"].quantize(source, tmp, settings, batches, names)
-        share = artifact_precision(tmp, "int8", run.resolver.sizes(batch_size=1))
-        record.details["precision"] = share.to_dict()
-        record.artifact = str(run.workspace.path("quantized-nncf.onnx"))
-    run.artifacts["quantized_nncf"] = run.workspace.path("quantized-nncf.onnx")
-    run.precisions["quantized_nncf"] = share.precision
-    run.report.quantization.setdefault("artifacts", {})["quantized_nncf"] = share.to_dict()
-    warn_if_not_quantized(run, share, "quantized-nncf.onnx")
+        if entry is None:
+            store(ctx, "quantize-nncf", key, path, {"artifact": artifact.to_dict(), "details": details})
+        record.details = {
+            **details,
+            "precision": share.to_dict(),
+            "cached": entry is not None,
+            "cache_key": key,
+        }
+        record.artifact = str(path)
+    warn_if_not_quantized(ctx, share, name)
+    return artifact
 
 
-def warn_if_not_quantized(run: Run, share: ArtifactPrecision, name: str = "quantized.onnx") -> None:
+def warn_if_not_quantized(ctx: StageContext, share: ArtifactPrecision, name: str = "quantized.onnx") -> None:
     if share.requested in ("int8", "fp8") and share.quantized_share == 0:
-        run.report.warnings.append(
+        ctx.warn(
             f"{name} has no {share.requested} compute op (every Conv/MatMul/Gemm runs in {share.precision}): "
             f"it is reported as {share.precision}, not {share.requested}"
         )
 
 
-def calibrate_and_quantize(run: Run, source: Path, dst: Path) -> dict[str, Any]:
-    settings = run.recipe.quantization
-    calibration = settings.calibration
-    field = "quantization.calibration.data"
-    ctx = SourceContext(run.resolver, run.recipe.base_dir, field, warn=run.report.warnings.append)
-    digests = run.calibration_digests
-    names = [spec.name for spec in run.recipe.model.inputs]
-    progress = run.ui.progress("calibrating", total=calibration.samples)
-    data_key = calibration_data_key(calibration, ctx)
-    cache_dir = run.workspace.root / "calibration" if calibration.cache else None
-
-    def tracked() -> Iterator[dict]:
-        for batch in stream(
-            calibration.data, ctx, batch_size=calibration.batch_size, samples=calibration.samples
-        ):
-            digests.update(sample_digests(batch, names))
-            progress.advance(len(batch[names[0]]))
-            yield batch
-
+def calibrate_and_quantize(
+    ctx: StageContext, settings, source: Path, dst: Path, calibration: DataStream, cache: CalibrationCache
+) -> dict[str, Any]:
+    progress = ctx.ui.progress("calibrating", total=settings.calibration.samples)
     try:
         details = QUANTIZERS[settings.quantizer].quantize(
-            source, dst, settings, tracked(), names, cache=CalibrationCache(cache_dir, data_key)
+            source,
+            dst,
+            settings,
+            calibration.batches(on_batch=progress.advance),
+            calibration.input_names,
+            cache=cache,
         )
     finally:
         progress.close()
-    remember_digests(cache_dir, data_key, digests, reused=details.get("statistics_reused", False))
-    details["calibration_key"] = data_key
-    details["calibration_data"] = calibration.data.model_dump()
-    details["synthetic_calibration"] = is_synthetic(calibration.data)
-    if details["synthetic_calibration"]:
-        run.report.warnings.append(
+    details["calibration_key"] = calibration.fingerprint()
+    details["calibration_data"] = settings.calibration.data.model_dump()
+    details["synthetic_calibration"] = calibration.synthetic
+    if calibration.synthetic:
+        ctx.warn(
             "calibration used synthetic random data: it proves the pipeline works, not that the "
             "quantized model is accurate on real inputs"
         )
-    run.report.warnings += [f"default applied: {note}" for note in details.get("defaults_applied", [])]
+    for note in details.get("defaults_applied", []):
+        ctx.warn(f"default applied: {note}")
     if details["unmatched_exclude_patterns"]:
-        run.report.warnings.append(
-            f"quantization.exclude patterns matched no node: {details['unmatched_exclude_patterns']}"
-        )
-    run.report.provenance["calibration_data_sha256"] = hashlib.sha256(b"".join(sorted(digests))).hexdigest()[
-        :16
-    ]
+        ctx.warn(f"quantization.exclude patterns matched no node: {details['unmatched_exclude_patterns']}")
     return details
 
 
-def calibration_data_key(calibration: CalibrationSettings, ctx: SourceContext) -> str:
-    """Fingerprint of what calibration reads: source settings, the input specs the data is checked
-    and cast against, and the size and mtime of every file the source reads (data, images, a
-    'file.py:fn' callable's code). The model's side of the key is calibrator.calibration_key."""
-    from optcli.calibration import source_files
-
-    parts = [
-        json.dumps(calibration.data.model_dump(), sort_keys=True),
-        str(calibration.samples),
-        str(calibration.batch_size),
-        json.dumps([spec.model_dump() for spec in ctx.resolver.inputs], sort_keys=True),
-    ]
-    for path in source_files(calibration.data, ctx):
-        stat = path.stat()
-        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def remember_digests(cache_dir: Path | None, data_key: str, digests: set[bytes], *, reused: bool) -> None:
-    """Keep sample hashes beside cached statistics: a reused cache reads one batch, yet validation
-    must still know every calibration sample to check that the two sets are disjoint."""
-    if cache_dir is None:
-        return
-    path = cache_dir / f"calibration-digests-{data_key}.npy"
-    if reused and path.exists():
-        digests.update(bytes(d) for d in np.load(path))
-    elif digests:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        np.save(path, np.array(sorted(digests), dtype="S12"))
+def calibration_sha256(digests: set[bytes]) -> str:
+    """One digest over the calibration samples read (order-free), for the report's provenance."""
+    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()[:16]

@@ -1,0 +1,211 @@
+"""One plan per run: which stages run, which engines are built (target candidates included), and
+which of them this machine cannot run. Preflight checks it, `--dry-run` prints it, the pipeline
+executes it; nothing downstream decides these again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optcli.backends import unavailable
+from optcli.backends.base import FINAL_ORDER, EngineConfig, Unavailable
+from optcli.passes import precision_after
+from optcli.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts about this machine that change the plan."""
+
+    cpu_flags: tuple[str, ...]
+    packages: frozenset[str]  # optional packages importable here
+
+    @classmethod
+    def here(cls) -> Machine:
+        from optcli.backends import ENGINES
+        from optcli.environment import cpu_flags
+        from optcli.quantization import QUANTIZERS
+
+        # What the CPU target's extra candidates need, as their registry entries declare it.
+        optional = [*ENGINES["openvino"].requires, *QUANTIZERS["nncf"].requires]
+        return cls(tuple(cpu_flags()), frozenset(p.name for p in optional if p.found()))
+
+    @property
+    def bf16(self) -> bool:
+        return any(flag.startswith(("avx512_bf16", "amx_bf16")) for flag in self.cpu_flags)
+
+
+@dataclass
+class PlannedEngine:
+    config: EngineConfig
+    artifact: str | None  # the artifact it runs, resolved ('final' replaced); None: runs PyTorch
+    precision: str | None  # what that artifact will compute in, known from the recipe
+    origin: str  # "recipe" or "target"
+    missing: Unavailable | None = None
+
+    @property
+    def label(self) -> str:
+        return self.config.name or self.config.engine
+
+
+@dataclass
+class Plan:
+    stages: list[str]
+    artifacts: dict[str, str]  # artifact name -> planned precision
+    engines: list[PlannedEngine]
+    target: str | None
+    skip_unavailable: bool
+    not_available: list[dict[str, str]] = field(default_factory=list)  # target candidates left out
+    baseline: Any = None  # TorchConfig of the PyTorch eager FP32 reference
+    notes: list[str] = field(default_factory=list)  # decisions the report should mention
+
+    @property
+    def runnable(self) -> list[PlannedEngine]:
+        return [e for e in self.engines if e.missing is None]
+
+    @property
+    def skipped(self) -> list[PlannedEngine]:
+        return [e for e in self.engines if e.missing is not None]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "stages": self.stages,
+            "artifacts": self.artifacts,
+            "engines": [
+                {
+                    "engine": e.label,
+                    "kind": e.config.engine,
+                    "artifact": e.artifact,
+                    "precision": e.precision,
+                    "origin": e.origin,
+                    "available": e.missing is None,
+                    **({"reason": e.missing.reason, "fix": e.missing.fix} if e.missing else {}),
+                }
+                for e in self.engines
+            ],
+            "target": self.target,
+            "not_available": self.not_available,
+        }
+
+
+def make_plan(recipe: Recipe, machine: Machine, *, through_quantization: bool = False) -> Plan:
+    artifacts = planned_artifacts(recipe, machine)
+    stages = ["load", "export", *(f"pass:{p.name}" for p in recipe.passes)]
+    quantization = recipe.quantization
+    if quantization is not None and quantization.precision != "fp32":
+        stages.append(f"quantize:{quantization.precision}")
+    if "quantized_nncf" in artifacts:
+        stages.append("quantize:int8-nncf")
+    if through_quantization:
+        return Plan(stages, artifacts, [], None, recipe.skip_unavailable)
+    threads = recipe.benchmark.threads
+    engines = [_planned(_with_threads(config, threads), artifacts, "recipe") for config in recipe.build]
+    not_available: list[dict[str, str]] = []
+    if recipe.target is not None:
+        taken = {e.label for e in engines}
+        for config in cpu_candidates(recipe, machine, artifacts):
+            if config.name in taken:
+                continue
+            candidate = _planned(_with_threads(config, threads), artifacts, "target")
+            if candidate.missing is None:
+                engines.append(candidate)
+            else:
+                not_available.append(
+                    {
+                        "engine": candidate.label,
+                        "reason": candidate.missing.reason,
+                        "fix": candidate.missing.fix,
+                    }
+                )
+    stages.append("build")
+    if recipe.validate_.enabled:
+        stages.append("validate")
+    if recipe.benchmark.enabled:
+        stages.append("benchmark")
+    if recipe.target is not None:
+        stages.append("select")
+    plan = Plan(stages, artifacts, engines, recipe.target, recipe.skip_unavailable, not_available)
+    plan.baseline = baseline_config(recipe, plan.notes)
+    return plan
+
+
+def baseline_config(recipe: Recipe, notes: list[str]):
+    """Eager FP32 on the recipe's baseline device; CPU when CUDA is missing and skipping was asked for."""
+    from optcli.backends.torch_engine import TorchConfig, TorchEngine
+
+    settings = recipe.baseline
+    config = TorchConfig(
+        name="pytorch-eager-fp32",
+        device=settings.device,
+        threads=settings.threads or recipe.benchmark.threads,
+    )
+    if settings.device != "cpu" and TorchEngine.unavailable(config) is not None and recipe.skip_unavailable:
+        notes.append("baseline.device cuda is not available here; the baseline ran on the CPU")
+        config = config.model_copy(update={"device": "cpu"})
+    if settings.device == "cuda" and config.device == "cuda":
+        config = config.model_copy(update={"name": "pytorch-eager-fp32-cuda"})
+    return config
+
+
+def _with_threads(config: EngineConfig, threads: int | None) -> EngineConfig:
+    """benchmark.threads applies to every engine that has a threads setting and leaves it unset."""
+    if threads and getattr(config, "threads", "n/a") is None:
+        return config.model_copy(update={"threads": threads})
+    return config
+
+
+def planned_artifacts(recipe: Recipe, machine: Machine) -> dict[str, str]:
+    """Every artifact the recipe produces, with the precision it will have."""
+    artifacts = {"exported": "fp32"}
+    if recipe.passes:
+        artifacts["optimized"] = precision_after([p.name for p in recipe.passes], start="fp32")
+    quantization = recipe.quantization
+    if quantization is not None and quantization.precision != "fp32":
+        artifacts["quantized"] = quantization.precision
+        if wants_nncf_artifact(recipe, machine):
+            artifacts["quantized_nncf"] = "int8"
+    return artifacts
+
+
+def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
+    """`target: cpu` with OpenVINO: a second INT8 artifact placed by NNCF the way OpenVINO runs fastest."""
+    quantization = recipe.quantization
+    return (
+        recipe.target is not None
+        and quantization is not None
+        and quantization.precision == "int8"
+        and quantization.quantizer != "nncf"
+        and {"nncf", "openvino"} <= machine.packages  # the packages' declared names
+    )
+
+
+def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) -> list[EngineConfig]:
+    """Engine configs for the CPU target, in the order they are tried."""
+    from optcli.backends.onnxruntime import OnnxRuntimeConfig
+    from optcli.backends.openvino_engine import OpenVINOConfig
+
+    float_artifact = "optimized" if "optimized" in artifacts else "exported"
+    int8 = artifacts.get("quantized") == "int8"
+    candidates: list[EngineConfig] = [OnnxRuntimeConfig(name="ort-fp32", artifact=float_artifact)]
+    if int8:
+        candidates.append(OnnxRuntimeConfig(name="ort-int8", artifact="quantized"))
+    candidates.append(OpenVINOConfig(name="ov-fp32", artifact=float_artifact, precision_hint="f32"))
+    if machine.bf16:
+        candidates.append(OpenVINOConfig(name="ov-bf16", artifact=float_artifact, precision_hint="bf16"))
+    if int8 and recipe.quantization.quantizer == "nncf":
+        candidates.append(OpenVINOConfig(name="ov-int8", artifact="quantized", precision_hint="f32"))
+    elif "quantized_nncf" in artifacts:
+        # f32 hint: on CPUs without AMX the leftover float ops are slower in bf16 (measured).
+        candidates.append(
+            OpenVINOConfig(name="ov-nncf-int8", artifact="quantized_nncf", precision_hint="f32")
+        )
+    return candidates
+
+
+def _planned(config: EngineConfig, artifacts: dict[str, str], origin: str) -> PlannedEngine:
+    name = getattr(config, "artifact", None)
+    if name == "final":
+        name = next((n for n in FINAL_ORDER if n in artifacts), "exported")
+    precision = artifacts.get(name) if name else None
+    return PlannedEngine(config, name, precision, origin, unavailable(config, precision))

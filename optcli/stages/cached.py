@@ -1,0 +1,41 @@
+"""Moving ONNX artifacts between the run folder and the stage cache (with their external data)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from optcli.artifacts import Artifact, onnx_files
+from optcli.cache import Entry
+from optcli.stages.context import StageContext
+
+
+def store(ctx: StageContext, stage: str, key: str, model: Path | None, meta: dict[str, Any], **extra: Path):
+    """Put a finished stage's ONNX file (all its files) and extra files into the cache."""
+    files = {p.name: p for p in onnx_files(model)} if model is not None else {}
+    files.update({name: path for name, path in extra.items()})
+    ctx.cache.put(stage, key, files, meta)
+
+
+def restore(ctx: StageContext, entry: Entry, name: str) -> Path:
+    """Copy the cached ONNX file `name` (and the external-data files beside it) into the run folder,
+    each file appearing whole or not at all."""
+    for file in sorted(entry.files, key=lambda f: f == name):  # data files first, the model last
+        if file == name or file.startswith(name + "."):
+            with ctx.workspace.staged(file) as tmp:
+                shutil.copyfile(entry.path(file), tmp)
+    return ctx.workspace.path(name)
+
+
+def cached_artifact(entry: Entry, path: Path, producer: str) -> Artifact:
+    meta = entry.meta["artifact"]
+    return Artifact(
+        name=meta["name"],
+        path=path,
+        kind=meta["kind"],
+        precision=meta["precision"],
+        producer=producer,
+        cache_key=entry.key,
+        precision_detail=meta.get("precision_detail", {}),
+    )

@@ -1,0 +1,155 @@
+"""The validate stage: baseline and every engine on the same held-out batches; gates from the values.
+
+Its result is cached by the engines' configs, their artifacts' digests, the PyTorch model and the
+validation data's fingerprint; gates are evaluated afterwards, so a rerun that changes only a
+threshold reads the metrics back and evaluates the new gates (and, with the benchmark off, builds
+no engine at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from optcli.cache import make_key
+from optcli.calibration import sample_digests
+from optcli.gates import VALIDATION_METRICS, GateResult, engine_gates, evaluate
+from optcli.stages.context import StageContext
+from optcli.stages.data import DataStream, too_few_samples
+from optcli.validate import EngineValidation, split_samples, validate_engines
+
+
+@dataclass
+class Validation:
+    results: list[EngineValidation]
+    report: dict[str, Any]  # the report's `validation` section
+    engines: list[dict[str, Any]]  # the engines' descriptions (from the build, or the cache)
+
+
+def validation_key(
+    ctx: StageContext, identity: dict[str, Any], data: DataStream, skip: int, class_output
+) -> str:
+    parts = {"engines": identity, "data": data.fingerprint(), "skip": skip, "class_output": class_output}
+    return make_key("validate", {**parts, "versions": ctx.versions})
+
+
+def validate_stage(
+    ctx: StageContext,
+    key: str,
+    built: Callable[[], Any],
+    data: DataStream,
+    *,
+    judged: int,
+    skip: int,
+    class_output: int | None,
+    output_names: list[str],
+    calibration_digests: set[bytes],
+) -> Validation:
+    """Judge on `judged` samples after the first `skip` (those accuracy recovery tuned on)."""
+    entry = ctx.cache.get("validate", key)
+    engines_built = built() if entry is None else None  # the build is its own stage, before this one
+    with ctx.stage("validate") as record:
+        if entry is not None:
+            meta = entry.meta
+            results = [EngineValidation(**r) for r in meta["results"]]
+            baseline_stats, counts, engines = meta["baseline"], meta["counts"], meta["engines"]
+        else:
+            results, baseline_stats, counts = _measure(
+                ctx,
+                engines_built.engines,
+                data,
+                judged,
+                skip,
+                class_output,
+                output_names,
+                calibration_digests,
+            )
+            engines = engines_built.descriptions
+            meta = {"results": [asdict(r) for r in results], "baseline": baseline_stats, "counts": counts}
+            ctx.cache.put("validate", key, {}, {**meta, "engines": engines})
+        record.details = {
+            "samples": baseline_stats["samples"],
+            "overlap_with_calibration": counts["calibration"],
+            "cached": entry is not None,
+            "cache_key": key,
+        }
+    if counts["calibration"]:
+        ctx.warn(f"{counts['calibration']} validation samples were also used for calibration")
+    if counts["tuning"]:
+        ctx.warn(
+            f"{counts['tuning']} held-out validation samples repeat samples accuracy recovery tuned on "
+            "(validate.data holds duplicates)"
+        )
+    if data.synthetic:
+        ctx.warn("validation used synthetic data: metrics compare engines, not task accuracy")
+    labels = {e["label"]: e.get("precision_detail") for e in engines}
+    report = {
+        "data": data.options.model_dump(),
+        "synthetic": data.synthetic,
+        "samples": baseline_stats["samples"],
+        "tuning_samples": {"first": 0, "count": skip},
+        "held_out_samples": {"first": skip, "count": baseline_stats["samples"]},
+        "overlap_with_calibration": counts["calibration"],
+        "overlap_with_tuning": counts["tuning"],
+        "baseline": baseline_stats,
+        "engines": [
+            {
+                **r.to_dict(),
+                "precision_detail": labels.get(r.engine) or r.precision,
+                "baseline_metrics": {k: v for k, v in baseline_stats.items() if k == "accuracy"},
+            }
+            for r in results
+        ],
+    }
+    return Validation(results, report, engines)
+
+
+def _measure(ctx, engines, data: DataStream, judged, skip, class_output, output_names, calibration_digests):
+    progress = ctx.ui.progress("validating", total=judged)
+    names = data.input_names
+    counts = {"calibration": 0, "tuning": 0}
+    # Accuracy recovery tuned on the first `skip` samples: the verdict is given on the ones after.
+    tuning, rest = split_samples(data.batches(samples=skip + judged), skip)
+    tuning_digests = {d for batch in tuning for d in sample_digests(batch, names)}
+
+    def tracked() -> Iterator[dict]:
+        for batch in rest:
+            digests = sample_digests(batch, names)
+            counts["calibration"] += sum(d in calibration_digests for d in digests)
+            counts["tuning"] += sum(d in tuning_digests for d in digests)
+            yield batch
+
+    try:
+        results, baseline_stats = validate_engines(
+            engines[0],
+            engines[1:],
+            tracked(),
+            output_names=output_names,
+            labels_key=data.context.labels_key,
+            class_output=class_output,
+            on_batch=progress.advance,
+        )
+    finally:
+        progress.close()
+    if skip and baseline_stats["samples"] < judged:
+        raise too_few_samples(skip + baseline_stats["samples"], skip, judged)
+    return results, baseline_stats, counts
+
+
+def validation_gates(shared: dict[str, str], own: dict[str, dict[str, str]], results: list[EngineValidation]):
+    """Every engine's validate gates: the stage's, overridden per metric by the engine's own."""
+    gates: list[GateResult] = []
+    for result in results:
+        problem = result.problem
+        if problem:  # a gate even when the recipe set none: NaN/Inf outputs are never a pass
+            gates.append(
+                evaluate(
+                    "validate.finite", result.engine, result.summary["non_finite"], "== 0", problem=problem
+                )
+            )
+        for metric, expr in engine_gates(shared, own.get(result.engine, {}), VALIDATION_METRICS).items():
+            value = result.metric(metric)
+            detail = "" if value is not None else "metric not available (no labels or no class output)"
+            gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail, problem=problem))
+    return gates
