@@ -6,6 +6,7 @@ is consistent with TensorRT's documented Python API names, not that it works on 
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from pathlib import Path
@@ -277,6 +278,25 @@ def test_legacy_precision_flags_on_10x_build_weakly_typed(fake, tmp_path):
     make_engine(tmp_path, precision="int8", legacy_precision_flags=True).load()
     assert last(fake, "create_network")["flags"] == 0
     assert last(fake, "build_serialized_network")["config"].flags == ["FP16", "INT8"]
+
+
+def test_legacy_flags_missing_from_this_10x_builder_flag_enum_are_refused(fake, tmp_path):
+    """Decided on the module's BuilderFlag members, not only the version: a 10.x without FP8 refuses fp8."""
+    fake.BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1})
+    with pytest.raises(MissingDependencyError, match="has no BuilderFlag FP8") as info:
+        make_engine(tmp_path, precision="fp8", legacy_precision_flags=True).load()
+    assert info.value.exit_code == 3 and count(fake, "build_serialized_network") == 0
+
+
+def test_builder_tensorrt_cannot_create_is_a_missing_device_not_a_crash(fake, tmp_path):
+    """TensorRT returns NULL when CUDA cannot initialise; the bindings raise TypeError (seen with the real
+    10.x/11.x bindings in test_trt_conformance.py). That must be exit 3 with TensorRT's own message."""
+    fake.no_device = True
+    with pytest.raises(
+        MissingDependencyError, match=r"could not create a Builder: .*CUDA initialization"
+    ) as info:
+        make_engine(tmp_path).load()
+    assert info.value.exit_code == 3 and count(fake, "build_serialized_network") == 0
 
 
 def test_quantized_engine_reports_layer_precisions_and_warning_on_11x(fake, monkeypatch, tmp_path):

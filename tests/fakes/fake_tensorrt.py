@@ -28,7 +28,8 @@ def _enum(name: str, members: list[str], start: int) -> type[enum.IntEnum]:
 
 
 def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
-    """A fresh fake module; knobs: parse_errors, build_fails, foreign_timing_cache, inspector_json."""
+    """A fresh fake module; knobs: parse_errors, build_fails, foreign_timing_cache, no_device,
+    inspector_json."""
     v11 = version.startswith("11")
     trt = ModuleType("tensorrt")
     trt.__version__ = version
@@ -36,6 +37,7 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
     trt.parse_errors = []  # [(node index, node name, operator, description)]
     trt.build_fails = False
     trt.foreign_timing_cache = False
+    trt.no_device = False  # Builder/Runtime fail as the real bindings do when CUDA cannot initialise
     trt.inspector_json = (FIXTURES / ("inspector_11x.json" if v11 else "inspector_10x.json")).read_text()
 
     start = 5 if v11 else 0  # arbitrary, different per "version"
@@ -73,7 +75,7 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
         def __init__(self, min_severity: Any = severity.WARNING) -> None:
             self.min_severity = min_severity
 
-    class Network:
+    class INetworkDefinition:
         def __init__(self, flags: int) -> None:
             self.flags, self.inputs, self.outputs = flags, [], []
 
@@ -81,8 +83,8 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
         def num_inputs(self) -> int:
             return len(self.inputs)
 
-        def get_input(self, i: int) -> Any:
-            return self.inputs[i]
+        def get_input(self, index: int) -> Any:
+            return self.inputs[index]
 
     def _dims(value_info: Any) -> tuple[list[int], list[str | None]]:
         dims = value_info.type.tensor_type.shape.dim
@@ -107,7 +109,7 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
             return self._v[3]
 
     class OnnxParser:
-        def __init__(self, network: Network, logger: Any) -> None:
+        def __init__(self, network: INetworkDefinition, logger: Any) -> None:
             self.network, self.errors = network, []
 
         def parse_from_file(self, model: str) -> bool:
@@ -133,14 +135,14 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
         def get_error(self, index: int) -> ParserError:
             return self.errors[index]
 
-    class TimingCache:
+    class ITimingCache:
         def __init__(self, data: bytes) -> None:
             self.data = data
 
         def serialize(self) -> bytes:
             return self.data
 
-    class OptimizationProfile:
+    class IOptimizationProfile:
         def __init__(self) -> None:
             self.shapes: dict[str, list[list[int]]] = {}
 
@@ -150,15 +152,15 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
                 raise RuntimeError("Shape provided for min is inconsistent with other shapes.")
             self.shapes[input] = shapes
 
-    class BuilderConfig:
+    class IBuilderConfig:
         def __init__(self) -> None:
             self.pools: dict[str, int] = {}
             self.flags: list[str] = []
-            self.profiles: list[OptimizationProfile] = []
+            self.profiles: list[IOptimizationProfile] = []
             self.builder_optimization_level = 3
             self.profiling_verbosity = trt.ProfilingVerbosity.LAYER_NAMES_ONLY
             self.hardware_compatibility_level = trt.HardwareCompatibilityLevel.NONE
-            self.cache: TimingCache | None = None
+            self.cache: ITimingCache | None = None
 
         def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
             self.pools[pool.name] = pool_size
@@ -166,37 +168,45 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
         def set_flag(self, flag: Any) -> None:
             self.flags.append(flag.name)
 
-        def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
-        def create_timing_cache(self, serialized_timing_cache: Any) -> TimingCache:
-            return TimingCache(memoryview(serialized_timing_cache).tobytes())
+        def create_timing_cache(self, serialized_timing_cache: Any) -> ITimingCache:
+            return ITimingCache(memoryview(serialized_timing_cache).tobytes())
 
-        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             if trt.foreign_timing_cache and cache.data and not ignore_mismatch:
                 return False
             self.cache = cache
             return True
 
-        def get_timing_cache(self) -> TimingCache | None:
+        def get_timing_cache(self) -> ITimingCache | None:
             return self.cache
+
+    def _factory_check(logger: Any) -> None:
+        if trt.no_device:
+            logger.log(severity.ERROR, "fake: CUDA initialization failure with error: 100")
+            raise TypeError("pybind11::init(): factory function returned nullptr")
 
     class Builder:
         def __init__(self, logger: Any) -> None:
+            _factory_check(logger)
             self.logger = logger
 
-        def create_network(self, flags: int = 0) -> Network:
+        def create_network(self, flags: int = 0) -> INetworkDefinition:
             record("create_network", flags=flags)
-            return Network(flags)
+            return INetworkDefinition(flags)
 
-        def create_builder_config(self) -> BuilderConfig:
-            return BuilderConfig()
+        def create_builder_config(self) -> IBuilderConfig:
+            return IBuilderConfig()
 
-        def create_optimization_profile(self) -> OptimizationProfile:
-            return OptimizationProfile()
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            return IOptimizationProfile()
 
-        def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes | None:
+        def build_serialized_network(
+            self, network: INetworkDefinition, config: IBuilderConfig
+        ) -> bytes | None:
             record("build_serialized_network", config=config, network=network)
             profile = config.profiles[0].shapes if config.profiles else {}
             unprofiled = [t.name for t in network.inputs if min(t.shape) < 0 and t.name not in profile]
@@ -204,14 +214,14 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
                 self.logger.log(severity.ERROR, f"fake build failure (inputs without profile: {unprofiled})")
                 return None
             if config.cache is not None:  # a real build adds tactic timings to the cache
-                config.cache = TimingCache(config.cache.data + b"fake-timing;")
+                config.cache = ITimingCache(config.cache.data + b"fake-timing;")
             io = {
                 "inputs": [[t.name, profile.get(t.name, [t.shape] * 3), t.params] for t in network.inputs],
                 "outputs": [[t.name, t.shape, t.params] for t in network.outputs],
             }
             return json.dumps({"magic": PLAN_MAGIC, "version": trt.__version__, **io}).encode()
 
-    class ExecutionContext:
+    class IExecutionContext:
         def __init__(self, engine: Any) -> None:
             self.engine, self.shapes, self.addresses = engine, {}, {}
 
@@ -271,14 +281,15 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
         def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[list[int]]:
             return next(i[1] for i in self.plan["inputs"] if i[0] == name)
 
-        def create_execution_context(self) -> ExecutionContext:
-            return ExecutionContext(self)
+        def create_execution_context(self) -> IExecutionContext:
+            return IExecutionContext(self)
 
         def create_engine_inspector(self) -> EngineInspector:
             return EngineInspector()
 
     class Runtime:
         def __init__(self, logger: Any) -> None:
+            _factory_check(logger)
             self.logger = logger
 
         def deserialize_cuda_engine(self, serialized_engine: Any) -> ICudaEngine | None:
@@ -292,10 +303,12 @@ def new_fake_tensorrt(version: str = "10.9.0.34") -> ModuleType:
                 return None
             return ICudaEngine(plan)
 
-    for cls in (ILogger, Logger, Builder, OnnxParser, Runtime, ICudaEngine, EngineInspector):
+    # Every class under TensorRT's own name: tests/test_trt_conformance.py checks each against the real one.
+    for cls in (
+        ILogger, Logger, INetworkDefinition, ParserError, OnnxParser, ITimingCache, IOptimizationProfile,
+        IBuilderConfig, Builder, IExecutionContext, EngineInspector, ICudaEngine, Runtime,
+    ):  # fmt: skip
         setattr(trt, cls.__name__, cls)
-    trt.IExecutionContext = ExecutionContext
-    trt.IBuilderConfig = BuilderConfig
     return trt
 
 

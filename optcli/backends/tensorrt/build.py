@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from optcli.backends.shapes import shape_range
-from optcli.backends.tensorrt.compat import GpuInfo, check_legacy_flags
+from optcli.backends.tensorrt.compat import LEGACY_FLAGS, GpuInfo, check_legacy_flags, create
 from optcli.errors import StageError, UserInputError
 from optcli.specs import DimRange, InputSpec
 
@@ -148,8 +148,7 @@ def add_profile(trt: ModuleType, builder: Any, network: Any, config: Any, shapes
 
 def set_legacy_flags(trt: ModuleType, config: Any, precision: str) -> None:
     """TensorRT 10.x weak typing: let the builder pick lower precisions per layer."""
-    flags = {"fp16": ["FP16"], "bf16": ["BF16"], "int8": ["FP16", "INT8"], "fp8": ["FP16", "FP8"]}
-    for name in flags.get(precision, ["FP16"]):
+    for name in LEGACY_FLAGS.get(precision, ("FP16",)):
         config.set_flag(getattr(trt.BuilderFlag, name))
 
 
@@ -169,8 +168,8 @@ def build_plan(
     trt: ModuleType, logger: Any, onnx_path: Path, options: BuildOptions, timing_cache: Path | None
 ) -> bytes:
     """Build a serialized plan; raises StageError with TensorRT's messages when it cannot."""
-    check_legacy_flags(trt.__version__, options.legacy_precision_flags)
-    builder = trt.Builder(logger)
+    check_legacy_flags(trt, options.legacy_precision_flags, options.precision)
+    builder = create(trt.Builder, logger)
     network = builder.create_network(network_flags(trt, options.legacy_precision_flags))
     parser = parse_onnx(trt, network, logger, onnx_path)  # owns weight memory the network points into
     config = builder.create_builder_config()

@@ -97,24 +97,57 @@ def current_gpu() -> GpuInfo | None:
     return GpuInfo(torch.cuda.get_device_name(0), (int(major), int(minor)))
 
 
-def legacy_flags_problem(version: str, legacy: bool) -> str | None:
-    """Why `legacy_precision_flags` cannot be honoured with this TensorRT, or None."""
-    if legacy and trt_major(version) >= 11:
+# Builder flags of legacy weak typing per artifact precision (TensorRT 10.x; all removed in 11).
+LEGACY_FLAGS = {"fp16": ("FP16",), "bf16": ("BF16",), "int8": ("FP16", "INT8"), "fp8": ("FP16", "FP8")}
+
+
+def legacy_flags_problem(trt: ModuleType, legacy: bool, precision: str | None = None) -> str | None:
+    """Why `legacy_precision_flags` cannot be honoured with this TensorRT module, or None. Decided on
+    the module's own BuilderFlag members too, not only its version string (10.x deprecates them)."""
+    if not legacy:
+        return None
+    version = str(getattr(trt, "__version__", "unknown"))
+    if trt_major(version) >= 11:
         return (
             f"legacy_precision_flags needs TensorRT 10.x weak typing; TensorRT {version} removed the "
             "FP16/INT8/FP8 builder flags and always builds strongly typed networks"
         )
+    needed = LEGACY_FLAGS.get(precision or "", ("FP16",))
+    members = getattr(trt.BuilderFlag, "__members__", {})
+    missing = [name for name in needed if name not in members]
+    if missing:
+        return f"legacy_precision_flags: TensorRT {version} has no BuilderFlag {', '.join(missing)}"
     return None
 
 
 LEGACY_FIX = "remove legacy_precision_flags (precision comes from the ONNX graph), or use tensorrt<11"
 
 
-def check_legacy_flags(version: str, legacy: bool) -> None:
-    """Refuse legacy weak typing on TensorRT 11 (exit 3: the installed TensorRT cannot do it)."""
-    problem = legacy_flags_problem(version, legacy)
+def check_legacy_flags(trt: ModuleType, legacy: bool, precision: str | None = None) -> None:
+    """Refuse legacy weak typing this TensorRT cannot do (exit 3: the installed TensorRT lacks it)."""
+    problem = legacy_flags_problem(trt, legacy, precision)
     if problem:
         raise MissingDependencyError(f"tensorrt: {problem}", hint=LEGACY_FIX)
+
+
+NO_CUDA_FIX = "check the NVIDIA driver and CUDA_VISIBLE_DEVICES; `nvidia-smi` must list the GPU"
+
+
+def create(factory: Any, logger: Any) -> Any:
+    """`trt.Builder(logger)` / `trt.Runtime(logger)`. TensorRT returns NULL when it cannot initialise CUDA
+    (no device, driver too old), which the bindings raise as TypeError 'factory function returned
+    nullptr': that is a missing device (exit 3), not a bug."""
+    logger.take()
+    try:
+        return factory(logger)
+    except TypeError as exc:
+        what, detail = (
+            getattr(factory, "__name__", "TensorRT object"),
+            "; ".join(logger.take()[-3:]) or str(exc),
+        )
+        raise MissingDependencyError(
+            f"tensorrt: could not create a {what}: {detail}", hint=NO_CUDA_FIX
+        ) from exc
 
 
 def device_problem(precision: str, hardware_compatibility: str, gpu: GpuInfo) -> Unavailable | None:

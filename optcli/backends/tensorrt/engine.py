@@ -43,7 +43,7 @@ class TensorRTEngine(OnnxEngine):
             trt = compat.import_tensorrt()
         except MissingDependencyError as exc:
             return Unavailable(f"tensorrt: {exc.message}", compat.INSTALL_HINT)
-        problem = compat.legacy_flags_problem(trt.__version__, config.legacy_precision_flags)
+        problem = compat.legacy_flags_problem(trt, config.legacy_precision_flags, precision)
         if problem:
             return Unavailable(f"tensorrt: {problem}", compat.LEGACY_FIX)
         gpu = compat.current_gpu()
@@ -91,7 +91,7 @@ class TensorRTEngine(OnnxEngine):
     # -- load -------------------------------------------------------------------------------
     def _load_impl(self) -> None:
         trt = self._trt = compat.import_tensorrt()
-        compat.check_legacy_flags(trt.__version__, self.config.legacy_precision_flags)
+        compat.check_legacy_flags(trt, self.config.legacy_precision_flags, self.precision)
         gpu = compat.current_gpu()
         if gpu is None:
             raise MissingDependencyError(

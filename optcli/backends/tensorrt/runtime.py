@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from optcli.backends.tensorrt.compat import enum_name
+from optcli.backends.tensorrt.compat import create, enum_name
 from optcli.errors import StageError
 
 Shape = tuple[int, ...]
@@ -31,8 +31,7 @@ class PlanSession:
 
     def __init__(self, trt: ModuleType, logger: Any, plan: bytes) -> None:
         self.trt = trt
-        self.runtime = trt.Runtime(logger)  # must outlive the engine
-        logger.take()
+        self.runtime = create(trt.Runtime, logger)  # must outlive the engine
         self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             detail = "; ".join(logger.take()[-3:]) or "no message"
