@@ -45,19 +45,23 @@ class Artifact:
     cache_key: str | None = None
     precision_detail: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""  # computed over files() when not given
+    file_names: list[str] = field(default_factory=list)  # files(), known once (parsing a model costs)
 
     def __post_init__(self) -> None:
         if not self.sha256:
             self.sha256 = files_digest(self.files())
 
     def files(self) -> list[Path]:
-        return onnx_files(self.path) if self.kind == "onnx" else [self.path]
+        if not self.file_names:
+            paths = onnx_files(self.path) if self.kind == "onnx" else [self.path]
+            self.file_names = [str(p.relative_to(self.path.parent)) for p in paths]
+        return [self.path.parent / name for name in self.file_names]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "path": str(self.path),
-            "files": [p.name for p in self.files()],
+            "files": [str(p.relative_to(self.path.parent)) for p in self.files()],
             "kind": self.kind,
             "precision": self.precision,
             "producer": self.producer,

@@ -8,6 +8,7 @@ calibration method reuses the cached activation statistics (only ranges and Q/DQ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,14 +80,20 @@ def quantize_stage(
                 details = _quantize(ctx, settings, source, tmp, calibration, tuning)
             path = ctx.workspace.path("quantized.onnx")
             details["warnings"] = ctx.warnings[before:]
-        share = artifact_precision(path, settings.precision, sizes)
+        # Counting MACs means shape inference over the whole graph: a cached artifact brings its count.
+        cached_share = entry.meta.get("share") if entry is not None else None
+        share = (
+            ArtifactPrecision(**cached_share)
+            if cached_share
+            else artifact_precision(path, settings.precision, sizes)
+        )
         # What the artifact runs in, not what the recipe asked for: engine labels and reports follow it.
         precision = share.precision if share.requested in QUANTIZED else share.requested
         artifact = Artifact(
             "quantized", path, "onnx", precision, "quantize", cache_key=key, precision_detail=share.to_dict()
         )
         if entry is None:
-            _store(ctx, key, artifact, details, calibration)
+            _store(ctx, key, artifact, details, calibration, share)
         record.artifact = str(path)
         record.details = {
             **details,
@@ -150,9 +157,12 @@ def _needs_validation(field: str):
     return UserInputError(f"{field}: needs validation data (validate.enabled with validate.data)")
 
 
-def _store(ctx: StageContext, key: str, artifact: Artifact, details: dict, calibration: DataStream) -> None:
+def _store(
+    ctx: StageContext, key: str, artifact: Artifact, details: dict, calibration: DataStream, share
+) -> None:
     meta = {
         "artifact": artifact.to_dict(),
+        "share": dataclasses.asdict(share),
         "details": details,
         "calibration_digests": sorted(d.hex() for d in calibration.digests),
     }
