@@ -95,22 +95,30 @@ def check_torch() -> list[Check]:
 
 
 def check_onnxruntime() -> list[Check]:
+    """The onnxruntime build and, per GPU provider, whether it is in the build and its library loads:
+    onnxruntime-gpu lists its providers even where CUDA is missing."""
     import onnxruntime as ort
 
     from optcli.backends.onnxruntime_gpu import ONNXRUNTIME_GPU, PROVIDERS
+    from optcli.backends.onnxruntime_gpu.libraries import provider_load_error, requirements
 
     providers = ort.get_available_providers()
-    checks = [Check("onnxruntime", True, f"{ort.__version__}, providers: {', '.join(providers)}")]
+    cpu, gpu = _version("onnxruntime"), _version("onnxruntime-gpu")
+    detail = f"{ort.__version__}, providers: {', '.join(providers)}"
+    if cpu and gpu:  # one `onnxruntime` module, two owners: the last install wins (onnxruntime#26996)
+        both = f"both onnxruntime {cpu} and onnxruntime-gpu {gpu} are installed and overwrite each other"
+        fix = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (or onnxruntime)"
+        checks = [Check("onnxruntime", False, f"{detail}; {both}", fix)]
+    else:
+        checks = [Check("onnxruntime", True, detail)]
     for short, provider in PROVIDERS.items():
-        usable = provider in providers
-        checks.append(
-            Check(
-                f"ort {short} provider",
-                usable,
-                "available" if usable else "not in this onnxruntime build",
-                None if usable else ONNXRUNTIME_GPU.install,
-            )
-        )
+        name = f"ort {short} provider"
+        if provider not in providers:
+            checks.append(Check(name, False, "not in this onnxruntime build", ONNXRUNTIME_GPU.install))
+        elif error := provider_load_error(provider):
+            checks.append(Check(name, False, f"in this build but cannot load: {error}", requirements()))
+        else:
+            checks.append(Check(name, True, "available"))
     return checks
 
 

@@ -5,9 +5,11 @@ onnxruntime/python/onnxruntime_pybind_state.cc), and the Python InferenceSession
 creation throws ("Falling back to ...", onnxruntime_inference_collection.py). So after loading we read
 session.get_providers() and profile one run to see which provider each node ran on.
 
-config: the `build:` entry; providers: CUDA/TensorRT provider options; placement: which provider ran
-each node, and whether that counts as a fallback; engine: session setup, IO binding, report.
-Written from ONNX Runtime's sources and docs and tested with fakes: it has not run on a GPU here.
+config: the `build:` entry; providers: CUDA/TensorRT provider options; libraries: whether a provider's
+shared library loads; placement: which provider ran each node, and whether that counts as a fallback;
+iobinding: device-resident inputs/outputs; engine: session setup and report. Checked against the real
+onnxruntime-gpu wheel on a machine without CUDA (providers, fallback, IO binding calls, profile
+format) and with fakes for the GPU-only paths: it has not run on a GPU here.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,15 @@ import numpy as np
 
 from optcli.backends.base import OnnxEngine, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeEngine
+from optcli.backends.onnxruntime_gpu import iobinding
 from optcli.backends.onnxruntime_gpu.config import INSTALL, PROVIDERS, OnnxRuntimeGpuConfig
+from optcli.backends.onnxruntime_gpu.libraries import provider_load_error, requirements
 from optcli.backends.onnxruntime_gpu.placement import fallback_problem, node_placement
 from optcli.backends.onnxruntime_gpu.providers import provider_chain
 from optcli.backends.shapes import shape_range
 from optcli.errors import MissingDependencyError, StageError
 from optcli.ort_session import create_session
 from optcli.specs import NUMPY_DTYPES
-
-
-@dataclass
-class _Bound:
-    binding: Any
-    values: list[Any]  # keeps the device copies alive while bound
 
 
 class OnnxRuntimeGpuEngine(OnnxRuntimeEngine):
@@ -40,6 +35,9 @@ class OnnxRuntimeGpuEngine(OnnxRuntimeEngine):
             return Unavailable(
                 f"onnxruntime_gpu: this onnxruntime has no {name} (it has: {', '.join(available)})", INSTALL
             )
+        # Listed is not loadable: without CUDA the session would quietly run on the CPU.
+        if error := provider_load_error(name):
+            return Unavailable(f"onnxruntime_gpu: {name} cannot load: {error}", requirements())
         return None
 
     def default_label(self) -> str:
@@ -84,32 +82,25 @@ class OnnxRuntimeGpuEngine(OnnxRuntimeEngine):
         self._placement = node_placement(json.loads(self._profile.read_text()))
 
     def _fallback(self, problem: str) -> MissingDependencyError:
+        requested = PROVIDERS[self.config.provider]
+        why = [f"{requested} cannot load: {error}"] if (error := provider_load_error(requested)) else []
         return MissingDependencyError(
-            f"build: engine '{self.label}' is not running on the GPU: {problem}",
-            hint=f"check CUDA/cuDNN/TensorRT libraries against the onnxruntime-gpu requirements; {INSTALL}",
+            "; ".join([f"build: engine '{self.label}' is not running on the GPU: {problem}", *why]),
+            hint=requirements(),  # unavailable() already stopped runs whose onnxruntime lacks the provider
         )
 
     def _bind_impl(self, feeds: dict[str, np.ndarray]) -> Any:
         if not self.config.io_binding:
             return super()._bind_impl(feeds)
-        import onnxruntime as ort
-
-        binding, device = self._session.io_binding(), self.config.device_id
-        values = [
-            ort.OrtValue.ortvalue_from_numpy(array, "cuda", device)
-            for array in self.ordered_feeds(feeds, self._input_names).values()
-        ]
-        for name, value in zip(self._input_names, values):
-            binding.bind_ortvalue_input(name, value)
-        for name in self._output_names:
-            binding.bind_output(name, "cuda", device)
-        return _Bound(binding, values)
+        ordered = self.ordered_feeds(feeds, self._input_names)
+        try:
+            return iobinding.bind(self._session, ordered, self._output_names, "cuda", self.config.device_id)
+        except Exception as exc:  # e.g. "CUDA Provider not available" when no device is visible
+            raise self._fallback(f"binding inputs on cuda:{self.config.device_id} failed: {exc}") from exc
 
     def _run_bound_impl(self, bound: Any) -> None:
-        # Run waits for the provider's stream unless the run option disable_synchronize_execution_providers
-        # is "1", so a returned run is finished: synchronize() has nothing left to wait for.
-        if isinstance(bound, _Bound):
-            self._session.run_with_iobinding(bound.binding)
+        if isinstance(bound, iobinding.Bound):
+            iobinding.run(self._session, bound)
         else:
             self._session.run(None, bound)
 
