@@ -62,8 +62,19 @@ def run_recipe(
                     f"the last run in '{out_dir}' ({lock.previous.describe()}) ended without finishing; "
                     "its leftovers are removed"
                 )
-            ctx = StageContext(workspace, ui, cache or StageCache(), environment.package_versions())
+            ctx = StageContext(workspace, ui, cache or StageCache(), cache_versions())
             return _run_locked(recipe, ctx, through_quantization)
+
+
+def cache_versions() -> dict[str, str]:
+    """What every cache key carries of the software: package versions and a digest of optcli's own
+    source, so an edited checkout (an editable install keeps its version number) never reads
+    results an older optcli computed."""
+    source = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        source.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return {**environment.package_versions(), "optcli-source": source.hexdigest()[:16]}
 
 
 def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool) -> RunReport:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -79,13 +81,38 @@ class Workspace:
         return self.root / name
 
     def write_json(self, name: str, data: Any) -> Path:
-        return self.write_text(name, json.dumps(data, indent=2, default=str) + "\n")
+        """Strict JSON (RFC 8259), which jq, JavaScript and Go parse: Python's json would write the
+        bare tokens NaN/Infinity for non-finite metrics; they become the strings "NaN", "Infinity",
+        "-Infinity". `allow_nan=False` makes any value the walk missed an error, not invalid JSON."""
+        text = json.dumps(strict_json(data), indent=2, default=str, allow_nan=False)
+        return self.write_text(name, text + "\n")
 
     def cleanup_staging(self) -> None:
         """Remove temp folders a killed run left behind, never those of a live process."""
         for leftover in self.root.glob(STAGING_PREFIX + "*"):
             if not staging_owner_alive(leftover.name):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (numpy's too) as a string; numpy numbers as Python's."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar or 0-d array
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else NON_FINITE[str(number)]
+    return value
 
 
 def staging_owner_alive(name: str) -> bool:

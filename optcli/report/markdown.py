@@ -6,11 +6,14 @@ from typing import Any
 
 from optcli.report.tables import (
     BENCHMARK_HEADER,
+    ERROR_HEADER,
     GATES_HEADER,
     SELECTION_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
+    error_rows,
     gate_rows,
+    outcome,
     selection_rows,
     validation_rows,
 )
@@ -22,18 +25,34 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _quote(text: str) -> list[str]:
+    """A block quote: the message stays one block whatever characters it holds."""
+    return ["> " + line if line else ">" for line in str(text).splitlines() or [""]]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     recipe = report["recipe"]
     env = report.get("environment") or {}
-    verdict = report["verdict"]
-    icon = {"pass": "PASS", "fail": "FAIL"}.get(verdict, "ERROR")
+    headline, error = outcome(report)
+    code = (error or {}).get("exit_code")
     parts = [
-        f"## optcli: `{recipe['name']}` - {icon}",
+        f"## optcli: `{recipe['name']}` - {headline}" + (f" (exit {code})" if code is not None else ""),
+        "",
+        f"Status: `{report.get('status', 'finished')}`"
+        + (f", verdict `{report['verdict']}`" if error is None else ""),
         "",
         f"Machine: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs)"
         + (f", GPU {env['gpu']['name']}" if env.get("gpu") else "")
         + f"; recipe sha256 `{recipe.get('sha256')}`",
     ]
+    if error is not None:
+        parts += ["", "### The run did not finish", ""]
+        if error.get("kind"):
+            parts += [_table(ERROR_HEADER, error_rows(report, error)), ""]
+        parts += _quote(error.get("message", ""))
+        if error.get("hint"):
+            parts += ["", f"Hint: {error['hint']}"]
+    note = len(parts)  # where "not a verdict" goes, if any results follow
     if report.get("validation"):
         v = report["validation"]
         data = "synthetic" if v.get("synthetic") else v["data"].get("type")
@@ -62,4 +81,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts += [f"- `{s['engine']}`: {s['reason']} (fix: {s['fix']})" for s in report["skipped_engines"]]
     if report.get("warnings"):
         parts += ["", "### Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    if error is not None and len(parts) > note:
+        parts[note:note] = [
+            "",
+            "Below is what the run had measured when this report was written: not a verdict.",
+        ]
     return "\n".join(parts) + "\n"

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def fmt(value: Any, digits: int = 4) -> str:
+    value = number(value)
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -18,7 +19,15 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def number(value: Any) -> Any:
+    """A metric as written in report.json: non-finite floats are the strings "NaN"/"Infinity"/"-Infinity"."""
+    if isinstance(value, str):
+        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value, value)
+    return value
+
+
 def pct(value: float | None) -> str:
+    value = number(value)
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
@@ -131,4 +140,41 @@ def selection_rows(report: dict[str, Any]) -> list[list[str]]:
     return [
         [str(i + 1), r["engine"], r["precision"], fmt(r["p50_ms"]), fmt(r["speedup"], 3) + "x", r["reason"]]
         for i, r in enumerate(ranking)
+    ]
+
+
+# What a run that did not finish says instead of a verdict (report.json `status`).
+UNFINISHED = {
+    "error": "ERROR",
+    "interrupted": "INTERRUPTED",
+    "running": "INCOMPLETE",
+}
+NO_FINAL_REPORT = (
+    "the run has not written its final report: it is still running, or it was killed before it "
+    "could (SIGKILL, out of memory, power loss); no verdict"
+)
+ERROR_HEADER = ["status", "stage", "kind", "exit code"]
+
+
+def outcome(report: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The headline word (PASS, FAIL, ERROR, INTERRUPTED, INCOMPLETE) and, for a run that did not
+    finish, its error record ({stage, kind, message, exit_code[, hint]})."""
+    status = report.get("status", "finished")
+    if status == "finished":
+        return ("PASS" if report.get("verdict") == "pass" else "FAIL"), None
+    error = dict(report.get("error") or {})
+    if status == "running" and not error.get("message"):
+        error["message"] = NO_FINAL_REPORT
+    return UNFINISHED.get(status, str(status).upper()), error
+
+
+def error_rows(report: dict[str, Any], error: dict[str, Any]) -> list[list[str]]:
+    code = error.get("exit_code")
+    return [
+        [
+            str(report.get("status", "")),
+            str(error.get("stage") or "-"),
+            str(error.get("kind") or "-"),
+            "-" if code is None else str(code),
+        ]
     ]

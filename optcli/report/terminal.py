@@ -10,12 +10,15 @@ from rich.table import Table
 
 from optcli.report.tables import (
     BENCHMARK_HEADER,
+    ERROR_HEADER,
     GATES_HEADER,
     SELECTION_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
+    error_rows,
     fmt,
     gate_rows,
+    outcome,
     selection_rows,
     validation_rows,
 )
@@ -32,6 +35,16 @@ def _table(title: str, header: list[str], rows: list[list[str]], left_columns: i
 
 
 def render_terminal(report: dict[str, Any], console: Console) -> None:
+    headline, error = outcome(report)
+    if error is not None:  # a run that did not finish: say so before anything that looks like results
+        code = error.get("exit_code")
+        console.print(f"[bold red]{headline}[/]" + (f" (exit {code})" if code is not None else ""))
+        if error.get("kind"):
+            rows = [[escape(cell) for cell in row] for row in error_rows(report, error)]
+            console.print(_table("The run did not finish", ERROR_HEADER, rows, 4))
+        console.print(escape(str(error.get("message", ""))))
+        if error.get("hint"):
+            console.print(f"hint: {escape(str(error['hint']))}")
     if report.get("validation"):
         v = report["validation"]
         kind = "synthetic" if v.get("synthetic") else v["data"].get("type")
@@ -65,16 +78,26 @@ def render_diagnosis(layers: list[dict[str, Any]], top: int, console: Console) -
             layer["node"],
             layer["op_type"],
             layer["module"] or "-",
+            fmt(layer.get("model_sqnr_db"), 3),
             f"{layer['sqnr_db']:.1f}",
             f"{layer['added_noise']:.2e}",
             fmt(layer["weight_sqnr_db"], 3),
         ]
         for layer in layers[:top]
     ]
-    header = ["node", "op", "module", "output SQNR dB", "added noise", "weight SQNR dB"]
+    header = [
+        "node",
+        "op",
+        "module",
+        "model SQNR dB (alone)",
+        "output SQNR dB",
+        "added noise",
+        "weight SQNR dB",
+    ]
     console.print(
         _table(
-            f"Worst layers (of {len(layers)}), by the noise each adds",
+            f"Worst layers (of {len(layers)}), by the damage each does to the model's outputs "
+            "when quantized alone",
             header,
             [[escape(cell) for cell in row] for row in rows],
         )
