@@ -62,8 +62,8 @@ def run(
     target: Annotated[
         str | None,
         typer.Option(
-            help="Build every available candidate for this target (cpu, auto) and choose the fastest that "
-            "passes the validate gates. Same as --set target=cpu.",
+            help="Build every available candidate for this target (cpu, gpu, auto) and choose the fastest "
+            "that passes the validate gates. Same as --set target=cpu.",
         ),
     ] = None,
     dry_run: Annotated[

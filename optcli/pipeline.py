@@ -222,7 +222,7 @@ def _measure(ctx, recipe, plan, report, artifacts, model, model_key, output_name
             choice = select(labels, precisions, report.gates, latency, recipe.benchmark.batch_sizes[0])
             report.selection.update({"candidates": labels, **choice})
             if choice["chosen"] is None:
-                ctx.warn("target cpu: no candidate passed the validate gates")
+                ctx.warn(f"target {plan.target}: no candidate passed the validate gates")
     finally:
         for done in built:
             done.close()

@@ -5,13 +5,23 @@ executes it; nothing downstream decides these again.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from optcli.backends import unavailable
 from optcli.backends.base import FINAL_ORDER, EngineConfig, Unavailable
+from optcli.errors import MissingDependencyError
 from optcli.passes import precision_after
 from optcli.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A CUDA device as PyTorch sees it."""
+
+    name: str
+    capability: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,8 @@ class Machine:
 
     cpu_flags: tuple[str, ...]
     packages: frozenset[str]  # optional packages importable here
+    gpus: tuple[Gpu, ...] | None = None  # None: not looked at yet (probed on first use, it imports torch)
+    no_gpu_reason: str = "PyTorch sees no CUDA device"
 
     @classmethod
     def here(cls) -> Machine:
@@ -34,6 +46,32 @@ class Machine:
     @property
     def bf16(self) -> bool:
         return any(flag.startswith(("avx512_bf16", "amx_bf16")) for flag in self.cpu_flags)
+
+    @property
+    def gpu(self) -> Gpu | None:
+        """The first CUDA device, which GPU engines run on."""
+        gpus = self.gpus if self.gpus is not None else probe_gpus()[0]
+        return gpus[0] if gpus else None
+
+    @property
+    def missing_gpu(self) -> str:
+        return self.no_gpu_reason if self.gpus is not None else probe_gpus()[1]
+
+
+@functools.cache
+def probe_gpus() -> tuple[tuple[Gpu, ...], str]:
+    """CUDA devices visible to PyTorch, and why there are none when there are none."""
+    import torch
+
+    if torch.version.cuda is None:
+        return (), f"this torch build ({torch.__version__}) has no CUDA support"
+    if not torch.cuda.is_available():
+        return (), f"PyTorch (CUDA {torch.version.cuda}) sees no CUDA device (driver, CUDA_VISIBLE_DEVICES)"
+    count = torch.cuda.device_count()
+    gpus = tuple(
+        Gpu(torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i)) for i in range(count)
+    )
+    return gpus, ""
 
 
 @dataclass
@@ -104,10 +142,11 @@ def make_plan(recipe: Recipe, machine: Machine, *, through_quantization: bool = 
     not_available: list[dict[str, str]] = []
     if recipe.target is not None:
         taken = {e.label for e in engines}
-        for config in cpu_candidates(recipe, machine, artifacts):
-            if config.name in taken:
-                continue
+        same = {_identity(e) for e in engines}
+        for config in target_candidates(recipe, machine, artifacts):
             candidate = _planned(_with_threads(config, threads), artifacts, "target")
+            if config.name in taken or _identity(candidate) in same:
+                continue  # the recipe builds this engine already
             if candidate.missing is None:
                 engines.append(candidate)
             else:
@@ -126,24 +165,43 @@ def make_plan(recipe: Recipe, machine: Machine, *, through_quantization: bool = 
     if recipe.target is not None:
         stages.append("select")
     plan = Plan(stages, artifacts, engines, recipe.target, recipe.skip_unavailable, not_available)
-    plan.baseline = baseline_config(recipe, plan.notes)
+    device = None
+    if recipe.target == "gpu":  # speedups on a GPU are against eager FP32 on the same GPU
+        device = "cuda"
+        if recipe.baseline.device != "cuda":
+            plan.notes.append("target gpu: the baseline is eager FP32 on the GPU, not baseline.device")
+    plan.baseline = baseline_config(recipe, plan.notes, device)
     return plan
 
 
-def baseline_config(recipe: Recipe, notes: list[str]):
+def target_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) -> list[EngineConfig]:
+    """`target: gpu` needs a CUDA device (exit 3 without one); cpu and auto plan the CPU candidates."""
+    if recipe.target != "gpu":
+        return cpu_candidates(recipe, machine, artifacts)
+    if machine.gpu is None:
+        raise MissingDependencyError(
+            f"target: gpu needs a CUDA GPU, and {machine.missing_gpu}",
+            hint="run on a machine with an NVIDIA GPU and a CUDA build of torch, or use --target cpu",
+        )
+    from optcli.gpu_target import gpu_candidates
+
+    return gpu_candidates(recipe, machine.gpu, artifacts)
+
+
+def baseline_config(recipe: Recipe, notes: list[str], device: str | None = None):
     """Eager FP32 on the recipe's baseline device; CPU when CUDA is missing and skipping was asked for."""
     from optcli.backends.torch_engine import TorchConfig, TorchEngine
 
     settings = recipe.baseline
     config = TorchConfig(
         name="pytorch-eager-fp32",
-        device=settings.device,
+        device=device or settings.device,
         threads=settings.threads or recipe.benchmark.threads,
     )
-    if settings.device != "cpu" and TorchEngine.unavailable(config) is not None and recipe.skip_unavailable:
+    if config.device != "cpu" and TorchEngine.unavailable(config) is not None and recipe.skip_unavailable:
         notes.append("baseline.device cuda is not available here; the baseline ran on the CPU")
         config = config.model_copy(update={"device": "cpu"})
-    if settings.device == "cuda" and config.device == "cuda":
+    if config.device == "cuda":
         config = config.model_copy(update={"name": "pytorch-eager-fp32-cuda"})
     return config
 
@@ -172,7 +230,7 @@ def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
     """`target: cpu` with OpenVINO: a second INT8 artifact placed by NNCF the way OpenVINO runs fastest."""
     quantization = recipe.quantization
     return (
-        recipe.target is not None
+        recipe.target in ("cpu", "auto")
         and quantization is not None
         and quantization.precision == "int8"
         and quantization.quantizer != "nncf"
@@ -182,6 +240,7 @@ def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
 
 def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) -> list[EngineConfig]:
     """Engine configs for the CPU target, in the order they are tried."""
+    from optcli.backends.aoti_engine import AotiConfig
     from optcli.backends.onnxruntime import OnnxRuntimeConfig
     from optcli.backends.openvino_engine import OpenVINOConfig
 
@@ -200,7 +259,17 @@ def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) 
         candidates.append(
             OpenVINOConfig(name="ov-nncf-int8", artifact="quantized_nncf", precision_hint="f32")
         )
+    # AOTInductor: the PyTorch model compiled to a .pt2 package (a C++ build; the package is cached).
+    candidates.append(AotiConfig(name="aoti-fp32"))
+    if machine.bf16:
+        candidates.append(AotiConfig(name="aoti-bf16", dtype="bfloat16"))
     return candidates
+
+
+def _identity(engine: PlannedEngine) -> str:
+    """What an engine computes, whatever it is called: its settings and the artifact it runs."""
+    settings = engine.config.model_dump(mode="json", exclude={"name", "gates", "artifact"})
+    return f"{sorted(settings.items())}|{engine.artifact}"
 
 
 def _planned(config: EngineConfig, artifacts: dict[str, str], origin: str) -> PlannedEngine:

@@ -7,6 +7,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from optcli.backends.aoti_engine import AotiConfig, AotiEngine
 from optcli.backends.base import Engine, EngineConfig, EngineContext, Unavailable
 from optcli.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 from optcli.backends.onnxruntime_gpu import ONNXRUNTIME_GPU, OnnxRuntimeGpuConfig, OnnxRuntimeGpuEngine
@@ -46,6 +47,7 @@ ENGINES: dict[str, EngineKind] = {
             "PyTorch eager/compile, CPU/CUDA, torchao INT8/FP8",
             (TORCHAO,),
         ),
+        EngineKind("aoti", AotiConfig, AotiEngine, "AOTInductor .pt2 package (torch.export), CPU/CUDA"),
         EngineKind(
             "onnxruntime_gpu",
             OnnxRuntimeGpuConfig,

@@ -201,11 +201,13 @@ class Recipe(StrictModel):
         description="Engines to build and compare with the PyTorch eager FP32 baseline.",
     )
     baseline: BaselineSection = Field(default_factory=BaselineSection)
-    target: Literal["cpu", "auto"] | None = Field(
+    target: Literal["cpu", "gpu", "auto"] | None = Field(
         None,
         description="Also build every available engine/precision candidate for this target (cpu: ONNX "
-        "Runtime FP32/INT8, OpenVINO FP32/BF16/INT8 with NNCF), validate each, and choose the fastest "
-        "that passes the validate gates; the report ranks them. auto: cpu on this machine. CLI: --target.",
+        "Runtime FP32/INT8, OpenVINO FP32/BF16/INT8 with NNCF, AOTInductor; gpu: torch eager FP16/BF16, "
+        "torch.compile, AOTInductor, torchao INT8/FP8, TensorRT, ORT-GPU, against eager FP32 on the GPU), "
+        "validate each, and choose the fastest that passes the validate gates; the report ranks them. "
+        "auto: cpu. CLI: --target.",
     )
     skip_unavailable: bool = Field(
         False,

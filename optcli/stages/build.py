@@ -49,6 +49,7 @@ def build_stage(
             "inputs": model_section.inputs,
             "dims": model_section.dims,
             "work_dir": ctx.workspace.root,
+            "cache": ctx.cache,  # engines that compile (aoti) keep their packages here; off with --no-cache
             "calibration_batches": calibration_batches or _no_calibration,
         },
     )
