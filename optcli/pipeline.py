@@ -208,7 +208,9 @@ def _measure(ctx, recipe, plan, report, artifacts, model, model_key, output_name
             report.gates += validation_gates(recipe.validate_.gates, own, validation.results)
         benchmark = None
         if recipe.benchmark.enabled:
-            benchmark = benchmark_stage(ctx, recipe.benchmark, engines().engines, resolver)
+            timed = engines().engines
+            ctx.enter("benchmark")
+            benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver)
             report.benchmark = benchmark.report()
             report.gates += benchmark_gates(
                 recipe.benchmark.gates, _own_gates(engines().descriptions, configs), benchmark

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -10,11 +11,20 @@ import pytest
 
 from optcli.recipe import parse_recipe
 
+# Compiled AOTInductor packages are content-addressed and slow to build (20-80 s a model on 2
+# cores): all tests share one folder of them, kept between sessions. Every other stage is per test.
+AOTI_PACKAGES = (
+    Path(os.environ.get("OPTCLI_TEST_CACHE", Path.home() / ".cache" / "optcli-test")) / "aoti-packages"
+)
+
 
 @pytest.fixture(autouse=True)
 def stage_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Each test gets its own stage cache (subprocesses inherit it): no test sees another's results."""
+    """Each test gets its own stage cache (subprocesses inherit it): no test sees another's results,
+    except the shared AOTI packages."""
     root = tmp_path_factory.mktemp("stage-cache")
+    AOTI_PACKAGES.mkdir(parents=True, exist_ok=True)
+    (root / "aoti").symlink_to(AOTI_PACKAGES, target_is_directory=True)
     monkeypatch.setenv("OPTCLI_CACHE_DIR", str(root))
     return root
 

@@ -48,15 +48,11 @@ SECTIONS = {
 
 @pytest.fixture(scope="module")
 def package_cache() -> Path:
-    root = Path(os.environ.get("OPTCLI_TEST_CACHE", Path.home() / ".cache" / "optcli-test")) / "aoti-packages"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """The packages every test shares (conftest links each test's `<stage cache>/aoti` here)."""
+    from conftest import AOTI_PACKAGES
 
-
-@pytest.fixture(autouse=True)
-def shared_packages(stage_cache: Path, package_cache: Path) -> None:
-    """This test's own stage cache, with the aoti stage pointing at the module's package folder."""
-    (stage_cache / CACHE_STAGE).symlink_to(package_cache, target_is_directory=True)
+    AOTI_PACKAGES.mkdir(parents=True, exist_ok=True)
+    return AOTI_PACKAGES
 
 
 def optcli_run(recipe: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
