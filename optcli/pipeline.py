@@ -187,6 +187,9 @@ def _measure(ctx, recipe, plan, report, artifacts, model, model_key, output_name
                 "engines": [_engine_identity(e, artifacts) for e in plan.runnable],
                 "calibration": data.calibration.fingerprint() if data.calibration is not None else None,
                 "outputs": output_names,
+                # Kernels differ by ISA (ORT's INT8 Gemm without VNNI, BF16 paths): metrics measured
+                # on another CPU or GPU are not this machine's, even from a shared cache.
+                "hardware": {k: report.environment.get(k) for k in ("cpu", "cpu_features", "gpu")},
             }
             skip = quantized.tuning_samples if quantized else 0
             class_output = recipe.validate_.class_output

@@ -213,3 +213,18 @@ def test_no_stage_imports_another_stage_or_reads_the_report(stage):
     others = {f"optcli.stages.{name}" for name in STAGES if name != stage}
     assert not imported & others
     assert "report.model" not in " ".join(imported) and "RunReport" not in source
+
+
+def test_validation_metrics_are_keyed_by_the_hardware(write_recipe, tmp_path, monkeypatch):
+    """INT8 kernels differ by ISA: another CPU (a shared cache, a CI cache restored elsewhere) must
+    measure again rather than reuse this machine's metrics."""
+    from optcli import environment
+
+    path = write_recipe(quantization=INT8)
+    run(path, tmp_path / "a", "benchmark.enabled=false")
+    real = environment.describe()
+    other = {**real, "cpu": "Some Other CPU", "cpu_features": ["avx2"]}
+    monkeypatch.setattr(environment, "describe", lambda: other)
+    ran = stages(run(path, tmp_path / "a", "benchmark.enabled=false"))
+    assert ran["export"] is True and ran["quantize:int8"] is True  # the artifacts do not depend on it
+    assert ran["validate"] is False
