@@ -146,11 +146,12 @@ def diagnose(
     wait: WaitOption = False,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Rank the quantized model's layers by the error each adds (SQNR vs FP32, on validation data).
+    """Rank the quantized model's layers by the noise each adds at the model's outputs (on validation data).
 
-    Runs load, export, passes and quantization (reusing cached calibration statistics), then
-    compares FP32 and quantized intermediate activations. Exclude the worst with
-    `quantization.exclude.modules`, or let `quantization.accuracy` do it automatically.
+    Runs export, passes and quantization (reusing cached results and calibration statistics), then
+    quantizes one layer at a time in the FP32 graph and measures the outputs' SQNR, beside each
+    layer's own output SQNR. Exclude the worst with `quantization.exclude.modules`, or let
+    `quantization.accuracy` do it automatically.
     """
     from optcli.cache import StageCache
     from optcli.console import RichUI
