@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from importlib import metadata
@@ -77,33 +76,3 @@ def describe() -> dict[str, Any]:
         "gpu": gpu,
         "packages": package_versions(),
     }
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    _update(digest, path)
-    return digest.hexdigest()[:16]
-
-
-def model_digest(path: Path) -> str:
-    """Digest of an ONNX model with every external-data file its tensors point to.
-
-    The .onnx file holds only offsets into `.onnx.data`: new weights of the same size leave it
-    byte-identical, so a cache keyed on it alone would serve statistics of the old weights.
-    """
-    from optcli.onnx_io import external_data_locations
-
-    digest = hashlib.sha256()
-    _update(digest, path)
-    for location in sorted(external_data_locations(path)):
-        digest.update(b"\0" + location.encode() + b"\0")
-        data = path.parent / location
-        if data.is_file():  # a missing file fails where the model is loaded, with its own message
-            _update(digest, data)
-    return digest.hexdigest()[:16]
-
-
-def _update(digest, path: Path) -> None:
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)

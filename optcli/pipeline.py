@@ -160,13 +160,26 @@ def _execute(
             "added": [e.label for e in plan.runnable if e.origin == "target"],
             "not_available": plan.not_available,
         }
-    _measure(ctx, recipe, plan, report, artifacts, model, model_key, exported.output_names, data, quantized)
+    _measure(
+        ctx,
+        recipe,
+        plan,
+        report,
+        artifacts,
+        model,
+        model_key,
+        exported.output_names,
+        data,
+        quantized,
+        resolver,
+    )
 
 
-def _measure(ctx, recipe, plan, report, artifacts, model, model_key, output_names, data: RunData, quantized):
+def _measure(
+    ctx, recipe, plan, report, artifacts, model, model_key, output_names, data: RunData, quantized, resolver
+):
     """Build (only if something needs the engines), validate, benchmark, select."""
     section = recipe.model
-    resolver = ShapeResolver(section.inputs, section.dims, section.batch_dim)
     configs = [e.config for e in plan.runnable]
     built: list[Built] = []
 

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from optcli.calibration import Batch
-from optcli.environment import model_digest
 from optcli.errors import UserInputError
 from optcli.quantization.ranges import compute_ranges
 from optcli.quantization.statistics import ActivationStatistics, collect, float_activations
@@ -39,7 +38,9 @@ class Calibration:
 
 def calibration_key(model_path: Path, data_key: str) -> str:
     """Key of cached statistics: the model's bytes (external data included) and the data's fingerprint."""
-    text = f"{STATISTICS_FORMAT}:{model_digest(model_path)}:{data_key}"
+    from optcli.artifacts import files_digest, onnx_files
+
+    text = f"{STATISTICS_FORMAT}:{files_digest(onnx_files(model_path))}:{data_key}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
