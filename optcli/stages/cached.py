@@ -7,16 +7,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from optcli.artifacts import Artifact, onnx_files
+from optcli.artifacts import Artifact
 from optcli.cache import Entry
 from optcli.stages.context import StageContext
 
 
-def store(ctx: StageContext, stage: str, key: str, model: Path | None, meta: dict[str, Any], **extra: Path):
-    """Put a finished stage's ONNX file (all its files) and extra files into the cache."""
-    files = {p.name: p for p in onnx_files(model)} if model is not None else {}
-    files.update({name: path for name, path in extra.items()})
-    ctx.cache.put(stage, key, files, meta)
+def store(ctx: StageContext, stage: str, key: str, artifact: Artifact, meta: dict[str, Any], **extra: Path):
+    """Put a finished stage's artifact (all its files, as it already listed them) and extra files
+    into the cache; `meta` gets the artifact's record."""
+    files = {p.name: p for p in artifact.files()}
+    files.update(extra)
+    ctx.cache.put(stage, key, files, {**meta, "artifact": artifact.to_dict()})
 
 
 def restore(ctx: StageContext, entry: Entry, name: str) -> Path:

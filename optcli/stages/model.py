@@ -127,8 +127,8 @@ def _export(ctx: StageContext, settings, output_names, model: LazyModel, resolve
         details["verification"] = compare_with_reference(reference, path)
     artifact = Artifact("exported", path, "onnx", "fp32", "export", cache_key=key)
     staged_reference = reference.save(ctx.workspace.path(".reference.npz"))
-    meta = {"artifact": artifact.to_dict(), "details": details, "output_names": result.output_names}
-    store(ctx, "export", key, path, meta, **{"reference.npz": staged_reference})
+    meta = {"details": details, "output_names": result.output_names}
+    store(ctx, "export", key, artifact, meta, **{"reference.npz": staged_reference})
     staged_reference.unlink()
     return artifact, reference, details, result.output_names
 
@@ -178,7 +178,7 @@ def passes_stage(
                     "vs_pytorch": worst,
                     "tolerance": graph_pass.tolerance.model_dump(),
                 }
-                store(ctx, "pass", key, current.path, {"artifact": current.to_dict(), "details": details})
+                store(ctx, "pass", key, current, {"details": details})
             record.details = {**details, "cached": entry is not None, "cache_key": key}
             record.artifact = str(current.path)
         gates.append(

@@ -161,14 +161,13 @@ def _store(
     ctx: StageContext, key: str, artifact: Artifact, details: dict, calibration: DataStream, share
 ) -> None:
     meta = {
-        "artifact": artifact.to_dict(),
         "share": dataclasses.asdict(share),
         "details": details,
         "calibration_digests": sorted(d.hex() for d in calibration.digests),
     }
     patch = ctx.workspace.path(PATCH_FILE)
     extra = {PATCH_FILE: patch} if "recovery" in details and details["recovery"].get("recipe_patch") else {}
-    store(ctx, "quantize", key, artifact.path, meta, **extra)
+    store(ctx, "quantize", key, artifact, meta, **extra)
 
 
 def _recovery_gates(details: dict) -> list[GateResult]:
@@ -211,7 +210,7 @@ def nncf_stage(
             "quantized_nncf", path, "onnx", share.precision, "quantize-nncf", key, share.to_dict()
         )
         if entry is None:
-            store(ctx, "quantize-nncf", key, path, {"artifact": artifact.to_dict(), "details": details})
+            store(ctx, "quantize-nncf", key, artifact, {"details": details})
         record.details = {
             **details,
             "precision": share.to_dict(),
