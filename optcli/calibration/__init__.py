@@ -47,17 +47,8 @@ def is_synthetic(options) -> bool:
 def source_files(options, ctx: SourceContext) -> list[Path]:
     """The files a source reads that optcli can name (data files, images, a 'file.py:fn' callable's
     file), so caches keyed on the data notice when one changes."""
-    if isinstance(options, files.FilesSource):
-        return files.resolve_paths(options, ctx)
-    if isinstance(options, images.ImagesSource):
-        return images.image_files(options, ctx)
-    if isinstance(options, python_callable.CallableSource):
-        module_part = options.callable.rpartition(":")[0]
-        if module_part.endswith(".py"):
-            path = Path(module_part)
-            path = path if path.is_absolute() else ctx.base_dir / path
-            return [path] if path.is_file() else []
-    return []
+    files = SOURCES[options.type].files
+    return files(options, ctx) if files is not None else []
 
 
 __all__ = [

@@ -41,6 +41,8 @@ class DataSourceKind:
     user_errors: tuple[type[Exception], ...] = ()
     # Optional packages the source needs (what `optcli doctor` checks).
     requires: tuple[OptionalPackage, ...] = ()
+    # The files it reads that optcli can name (for data fingerprints); None: it reads none.
+    files: Callable[[StrictModel, SourceContext], list[Path]] | None = None
 
 
 def source_label(options: StrictModel) -> str:

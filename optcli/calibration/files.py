@@ -97,4 +97,6 @@ def open_source(options: FilesSource, ctx: SourceContext) -> Iterator[Batch]:
             raise UserInputError(f"{ctx.field}.path: cannot read '{path}': {why}") from exc
 
 
-SOURCE = DataSourceKind(name="files", options=FilesSource, open=open_source, user_errors=READ_ERRORS)
+SOURCE = DataSourceKind(
+    name="files", options=FilesSource, open=open_source, user_errors=READ_ERRORS, files=resolve_paths
+)

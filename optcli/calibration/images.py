@@ -101,6 +101,7 @@ SOURCE = DataSourceKind(
     name="images",
     options=ImagesSource,
     open=open_source,
+    files=image_files,
     user_errors=(OSError, ValueError),
     requires=(PILLOW,),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -44,4 +45,16 @@ def open_source(options: CallableSource, ctx: SourceContext) -> Iterator[Batch]:
     yield from iterator
 
 
-SOURCE = DataSourceKind(name="callable", options=CallableSource, open=open_source, user_errors=(Exception,))
+def code_file(options: CallableSource, ctx: SourceContext) -> list[Path]:
+    """A 'file.py:fn' callable's file (a module path is not followed: its package's version stands for it)."""
+    module_part = options.callable.rpartition(":")[0]
+    if not module_part.endswith(".py"):
+        return []
+    path = Path(module_part)
+    path = path if path.is_absolute() else ctx.base_dir / path
+    return [path] if path.is_file() else []
+
+
+SOURCE = DataSourceKind(
+    name="callable", options=CallableSource, open=open_source, user_errors=(Exception,), files=code_file
+)
