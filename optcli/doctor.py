@@ -57,6 +57,7 @@ def declared_packages() -> dict[OptionalPackage, list[str]]:
     from optcli.backends import ENGINES
     from optcli.calibration import SOURCES
     from optcli.examples import minilm, vision
+    from optcli.llm.quantize import REQUIRES as LLM_REQUIRES
     from optcli.quantization import QUANTIZERS
 
     registries = {
@@ -64,6 +65,7 @@ def declared_packages() -> dict[OptionalPackage, list[str]]:
         "quantizer": {name: q.requires for name, q in QUANTIZERS.items()},
         "data source": {name: kind.requires for name, kind in SOURCES.items()},
         "example": {"vision": vision.REQUIRES, "minilm": minilm.REQUIRES},
+        "pipeline": {"llm": LLM_REQUIRES},
     }
     users: dict[OptionalPackage, list[str]] = {}
     for kind, entries in registries.items():

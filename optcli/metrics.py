@@ -25,6 +25,10 @@ class OutputAccumulator:
     non_finite: int = 0  # candidate values that are NaN/Inf
     baseline_non_finite: int = 0
     count: int = 0
+    # Worst single sample (rows along the first axis): one bad input among many good ones hides in
+    # the global sums, not here.
+    cosine_min: float = math.inf
+    snr_db_min: float = math.inf
 
     def update(self, reference: np.ndarray, candidate: np.ndarray) -> None:
         ref = np.asarray(reference, dtype=np.float64).ravel()
@@ -43,6 +47,11 @@ class OutputAccumulator:
         self.err_sq += float(err @ err)
         self.max_abs = max(self.max_abs, float(np.abs(err).max(initial=0.0)))
         self.count += ref.size
+        if ref.size:
+            rows = len(reference) if np.ndim(reference) else 1
+            cosines, snrs = per_sample(ref.reshape(rows, -1), cand.reshape(rows, -1))
+            self.cosine_min = min(self.cosine_min, float(cosines.min()))
+            self.snr_db_min = min(self.snr_db_min, float(snrs.min()))
 
     def result(self) -> dict[str, float]:
         counts = {
@@ -53,13 +62,19 @@ class OutputAccumulator:
         if self.non_finite or self.baseline_non_finite:
             return {
                 "cosine": math.nan,
+                "cosine_min": math.nan,
                 "max_abs": math.inf,
                 "rel_l2": math.inf,
                 "snr_db": -math.inf,
+                "snr_db_min": -math.inf,
                 **counts,
             }
         if self.count == 0:  # nothing compared: nothing can pass
-            return {"cosine": math.nan, "max_abs": math.nan, "rel_l2": math.nan, "snr_db": math.nan, **counts}
+            nan = math.nan
+            return {
+                **dict.fromkeys(("cosine", "cosine_min", "max_abs", "rel_l2", "snr_db", "snr_db_min"), nan),
+                **counts,
+            }
         norms = math.sqrt(self.ref_sq) * math.sqrt(self.cand_sq)
         cosine = self.dot / norms if norms > 0 else (1.0 if self.err_sq == 0 else 0.0)
         rel_l2 = math.sqrt(self.err_sq / self.ref_sq) if self.ref_sq > 0 else math.sqrt(self.err_sq)
@@ -67,7 +82,33 @@ class OutputAccumulator:
             snr = math.inf
         else:
             snr = 10 * math.log10(self.ref_sq / self.err_sq) if self.ref_sq > 0 else -math.inf
-        return {"cosine": cosine, "max_abs": self.max_abs, "rel_l2": rel_l2, "snr_db": snr, **counts}
+        return {
+            "cosine": cosine,
+            "cosine_min": self.cosine_min,
+            "max_abs": self.max_abs,
+            "rel_l2": rel_l2,
+            "snr_db": snr,
+            "snr_db_min": self.snr_db_min,
+            **counts,
+        }
+
+
+def per_sample(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and SNR (dB) of each row ([samples, values], finite float64): a row that is zero in
+    both is cosine 1; an exact row is SNR +inf."""
+    dot = np.einsum("ij,ij->i", ref, cand)
+    ref_sq, cand_sq = np.einsum("ij,ij->i", ref, ref), np.einsum("ij,ij->i", cand, cand)
+    err = ref - cand
+    err_sq = np.einsum("ij,ij->i", err, err)
+    norms = np.sqrt(ref_sq) * np.sqrt(cand_sq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosines = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), np.where(err_sq == 0, 1.0, 0.0))
+        snr = np.where(
+            err_sq == 0,
+            np.inf,
+            np.where(ref_sq > 0, 10 * np.log10(ref_sq / np.where(err_sq == 0, 1.0, err_sq)), -np.inf),
+        )
+    return cosines, snr
 
 
 @dataclass
@@ -120,6 +161,12 @@ def summarize(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
         "max_abs": _worst((v["max_abs"] for v in values), max),
         "rel_l2": _worst((v["rel_l2"] for v in values), max),
         "snr_db": _worst((v["snr_db"] for v in values), min),
+        # Older cached results lack the per-sample values: absent, not guessed.
+        **{
+            key: _worst((v[key] for v in values), min)
+            for key in ("cosine_min", "snr_db_min")
+            if all(key in v for v in values)
+        },
         **{
             key: sum(v.get(key, 0.0) for v in values)
             for key in ("non_finite", "baseline_non_finite", "values")

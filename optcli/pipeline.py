@@ -11,30 +11,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from optcli import environment, interrupts
 from optcli.artifacts import Artifact
 from optcli.cache import StageCache
+from optcli.compare import Against
 from optcli.errors import UserInputError
 from optcli.export import run_torch
 from optcli.manifest import MANIFEST_FILE, manifest_data
 from optcli.outcome import classify
 from optcli.plan import Machine, Plan
 from optcli.recipe import Recipe
-from optcli.report.model import RunReport
+from optcli.report.files import artifact_record, write_reports
+from optcli.report.model import RunReport, command_record, utc_now
 from optcli.specs import ShapeResolver
-from optcli.stages.benchmark import benchmark_gates, benchmark_stage
+from optcli.stages.benchmark import benchmark_stage
 from optcli.stages.build import Built, build_stage
 from optcli.stages.context import UI, StageContext
 from optcli.stages.data import LazyModel, RunData, open_data
 from optcli.stages.keys import model_fingerprint
+from optcli.stages.mixed import mixed_inputs, mixed_stage
 from optcli.stages.model import export_stage, passes_stage
-from optcli.stages.preflight import check_class_output, preflight
+from optcli.stages.preflight import check_class_output, check_id_ranges, preflight
 from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage
 from optcli.stages.recover import TuningData
-from optcli.stages.target import select
+from optcli.stages.target import select, to_benchmark
 from optcli.stages.validate import validate_stage, validation_gates, validation_key
 from optcli.workspace import Workspace
 
@@ -47,13 +51,21 @@ def run_recipe(
     through_quantization: bool = False,
     wait: bool = False,
     cache: StageCache | None = None,
+    against: Against | None = None,
 ) -> RunReport:
-    """Run every stage (or stop after quantization, for `optcli diagnose`).
+    """Run every stage (or stop after quantization, for `optcli diagnose`); with `against`, add
+    the regression gates vs that stored report.
 
     The run folder is locked for the whole run (another run into it exits 2, or waits with
     `wait`). report.json is written when the run starts (status 'running') and again when it
     ends, also when a stage raises or a signal stops it (status 'error' / 'interrupted', with
     the stage in `error`)."""
+    if getattr(recipe, "pipeline", None) == "llm":  # a Hugging Face checkpoint, not ONNX (optcli/llm)
+        from optcli.llm.pipeline import run_llm_recipe
+
+        if against is not None:
+            raise UserInputError("--against: regression gates are not available for pipeline: llm yet")
+        return run_llm_recipe(recipe, out_dir, ui, wait=wait, cache=cache)
     with interrupts.trap():
         workspace = Workspace(out_dir)
         with workspace.locked(wait=wait, on_wait=ui.warn) as lock:
@@ -63,7 +75,7 @@ def run_recipe(
                     "its leftovers are removed"
                 )
             ctx = StageContext(workspace, ui, cache or StageCache(), cache_versions())
-            return _run_locked(recipe, ctx, through_quantization)
+            return _run_locked(recipe, ctx, through_quantization, against)
 
 
 def cache_versions() -> dict[str, str]:
@@ -77,8 +89,8 @@ def cache_versions() -> dict[str, str]:
     return {**environment.package_versions(), "optcli-source": source.hexdigest()[:16]}
 
 
-def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool) -> RunReport:
-    report = RunReport(recipe=_recipe_record(recipe))
+def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool, against=None) -> RunReport:
+    report = RunReport(recipe=_recipe_record(recipe), command=command_record(sys.argv))
     artifacts: dict[str, Artifact] = {}
     try:
         ctx.enter("start")
@@ -91,6 +103,8 @@ def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool) -
         for note in checked.plan.notes:
             ctx.warn(note)
         _execute(ctx, recipe, checked.plan, report, artifacts, through_quantization)
+        if against is not None:  # gates vs a stored report, like any other gate (optcli/compare.py)
+            report.regression = against.apply(recipe, report, ctx.workspace.root / "report.json")
         ctx.enter("report")
         report.status = "finished"
     except SystemExit as exc:  # user code (a model factory, a data callable) called sys.exit()
@@ -105,6 +119,8 @@ def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool) -
     finally:
         with interrupts.deferred():  # a signal now is handled once the report is on disk
             report.stages, report.warnings = ctx.records, ctx.warnings
+            report.ended_at = utc_now()
+            report.artifacts = {name: artifact_record(a, ctx.workspace.root) for name, a in artifacts.items()}
             manifest = manifest_data(artifacts, [_stage_entry(r) for r in ctx.records], ctx.workspace.root)
             ctx.workspace.write_json(MANIFEST_FILE, manifest)
             write_reports(ctx.workspace, recipe, report)
@@ -128,9 +144,10 @@ def _execute(
 
     exported = export_stage(ctx, recipe.export, section.outputs, model, resolver, model_key)
     check_class_output(recipe, exported.output_names)  # the first point the outputs are known
+    check_id_ranges(recipe, exported.artifact.path, data)  # and the embedding tables' sizes
     artifacts["exported"] = exported.artifact
     report.gates += exported.gates
-    report.provenance["exported_onnx_sha256"] = exported.artifact.sha256[:16]
+    report.provenance["exported_onnx_sha256"] = exported.artifact.sha256
 
     optimized, pass_gates = passes_stage(ctx, recipe.passes, exported.artifact, exported.reference)
     report.gates += pass_gates
@@ -151,6 +168,17 @@ def _execute(
         nncf = nncf_stage(ctx, recipe.quantization, float_artifact, data.calibration, sizes)
         artifacts["quantized_nncf"] = nncf
         report.quantization.setdefault("artifacts", {})["quantized_nncf"] = nncf.precision_detail
+    if "quantized_mixed" in plan.artifacts and not through_quantization:
+        inputs = mixed_inputs(recipe, plan, artifacts, data.calibration, tuning, exported.output_names, sizes)
+        hardware = {k: report.environment.get(k) for k in ("cpu", "cpu_features")}
+        mixed = mixed_stage(ctx, inputs, hardware)
+        report.quantization["mixed_precision"] = mixed.details
+        quantized.tuning_samples = max(quantized.tuning_samples, mixed.tuning_samples)
+        if mixed.artifact is not None:
+            artifacts["quantized_mixed"] = mixed.artifact
+            report.quantization["artifacts"]["quantized_mixed"] = mixed.artifact.precision_detail
+        else:  # not needed, or none found: its candidate is not built
+            plan.engines = [e for e in plan.engines if e.artifact != "quantized_mixed"]
     if through_quantization:
         return
     if plan.target is not None:
@@ -224,20 +252,23 @@ def _measure(
             report.gates += validation_gates(recipe.validate_.gates, own, validation.results)
         benchmark = None
         if recipe.benchmark.enabled:
-            timed = engines().engines
+            # With a target, a candidate that failed its validate gates cannot be chosen: not timed.
+            timed = to_benchmark(engines().engines, report.gates) if plan.target else engines().engines
             ctx.enter("benchmark")
-            benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver)
+            own = _own_gates(engines().descriptions, configs)
+            benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver, own)
             report.benchmark = benchmark.report()
-            report.gates += benchmark_gates(
-                recipe.benchmark.gates, _own_gates(engines().descriptions, configs), benchmark
-            )
+            report.gates += benchmark.gates
         report.engines = described or engines().descriptions
         if plan.target is not None:
             ctx.enter("select")
             labels = [e["label"] for e in report.engines if not e["baseline"]]
             precisions = {e["label"]: e["precision"] for e in report.engines}
             latency = benchmark.results if benchmark is not None else []
-            choice = select(labels, precisions, report.gates, latency, recipe.benchmark.batch_sizes[0])
+            mixed = (report.quantization or {}).get("mixed_precision") or {}
+            extra = {mixed["engine"]: {"kept_float": mixed["kept_float"]}} if "kept_float" in mixed else {}
+            batch = recipe.benchmark.batch_sizes[0]
+            choice = select(labels, precisions, report.gates, latency, batch, extra=extra)
             report.selection.update({"candidates": labels, **choice})
             if choice["chosen"] is None:
                 ctx.warn(f"target {plan.target}: no candidate passed the validate gates")
@@ -274,7 +305,7 @@ def _recipe_record(recipe: Recipe) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "file": str(recipe.source_file) if recipe.source_file else None,
-        "sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+        "sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest(),
         "resolved": resolved,
     }
 
@@ -293,13 +324,3 @@ def _record_failure(report: RunReport, ctx: StageContext, exc: BaseException) ->
     outcome = classify(exc)
     report.status = "interrupted" if outcome.kind == "interrupted" else "error"
     report.error = outcome.record(ctx.current_stage)
-
-
-def write_reports(workspace: Workspace, recipe: Recipe, report: RunReport) -> None:
-    from optcli.report.markdown import render_markdown
-
-    data = report.to_dict()
-    if "json" in recipe.report.formats:
-        workspace.write_json("report.json", data)
-    if "md" in recipe.report.formats:
-        workspace.write_text("report.md", render_markdown(data))

@@ -135,6 +135,8 @@ def make_plan(recipe: Recipe, machine: Machine, *, through_quantization: bool = 
         stages.append(f"quantize:{quantization.precision}")
     if "quantized_nncf" in artifacts:
         stages.append("quantize:int8-nncf")
+    if "quantized_mixed" in artifacts:
+        stages.append("quantize:mixed")
     if through_quantization:
         return Plan(stages, artifacts, [], None, recipe.skip_unavailable)
     threads = recipe.benchmark.threads
@@ -223,7 +225,29 @@ def planned_artifacts(recipe: Recipe, machine: Machine) -> dict[str, str]:
         artifacts["quantized"] = quantization.precision
         if wants_nncf_artifact(recipe, machine):
             artifacts["quantized_nncf"] = "int8"
+        if wants_mixed_artifact(recipe):
+            artifacts["quantized_mixed"] = "int8"
     return artifacts
+
+
+def wants_mixed_artifact(recipe: Recipe) -> bool:
+    """`target: cpu` with INT8 and validate gates: a mixed-precision candidate is searched for when
+    the fastest INT8 candidate misses them (stages/mixed.py); it runs only if one is found."""
+    quantization = recipe.quantization
+    return (
+        recipe.target in ("cpu", "auto")
+        and quantization is not None
+        and quantization.precision == "int8"
+        and quantization.mixed.enabled
+        and recipe.validate_.enabled
+        and bool(recipe.validate_.gates)
+    )
+
+
+def mixed_source(artifacts: dict[str, str]) -> str:
+    """The INT8 artifact the mixed candidate starts from: the one the fastest INT8 engine runs
+    (OpenVINO on NNCF's placement when planned, else the recipe's quantizer on its engine)."""
+    return "quantized_nncf" if "quantized_nncf" in artifacts else "quantized"
 
 
 def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
@@ -252,13 +276,26 @@ def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) 
     candidates.append(OpenVINOConfig(name="ov-fp32", artifact=float_artifact, precision_hint="f32"))
     if machine.bf16:
         candidates.append(OpenVINOConfig(name="ov-bf16", artifact=float_artifact, precision_hint="bf16"))
+    ov_int8 = None
     if int8 and recipe.quantization.quantizer == "nncf":
-        candidates.append(OpenVINOConfig(name="ov-int8", artifact="quantized", precision_hint="f32"))
+        ov_int8 = ("ov-int8", "quantized")
     elif "quantized_nncf" in artifacts:
-        # f32 hint: on CPUs without AMX the leftover float ops are slower in bf16 (measured).
-        candidates.append(
-            OpenVINOConfig(name="ov-nncf-int8", artifact="quantized_nncf", precision_hint="f32")
-        )
+        ov_int8 = ("ov-nncf-int8", "quantized_nncf")
+    if ov_int8 is not None:
+        candidates.append(OpenVINOConfig(name=ov_int8[0], artifact=ov_int8[1], precision_hint="f32"))
+        if machine.bf16:  # leftover float ops in bf16: faster on some CPUs, slower on others; measured
+            candidates.append(
+                OpenVINOConfig(name=f"{ov_int8[0]}-bf16", artifact=ov_int8[1], precision_hint="bf16")
+            )
+    if "quantized_mixed" in artifacts:
+        # Kept layers in BF16 where the CPU has it, else FP32; on the engine of the source artifact.
+        hint = "bf16" if machine.bf16 else "f32"
+        if mixed_source(artifacts) == "quantized_nncf" or ov_int8 is not None:
+            candidates.append(
+                OpenVINOConfig(name="ov-mixed", artifact="quantized_mixed", precision_hint=hint)
+            )
+        else:
+            candidates.append(OnnxRuntimeConfig(name="ort-mixed", artifact="quantized_mixed"))
     # AOTInductor: the PyTorch model compiled to a .pt2 package (a C++ build; the package is cached).
     candidates.append(AotiConfig(name="aoti-fp32"))
     if machine.bf16:

@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from optcli.cli_options import RecipePath, SetOption
+from optcli.cli_options import CONTEXT_SETTINGS, JsonOption, RecipePath, SetOption
 from optcli.console import console
 from optcli.errors import RecipeError
 
-recipe_app = typer.Typer(help="Check, document and start recipes.", no_args_is_help=True)
+recipe_app = typer.Typer(
+    help="Check, document and start recipes.", no_args_is_help=True, context_settings=CONTEXT_SETTINGS
+)
 
 
 @recipe_app.command("validate")
@@ -23,34 +25,63 @@ def recipe_validate(
     offline: Annotated[
         bool, typer.Option("--offline", help="Check the schema only, not files or engines.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a recipe without running it: exit 0, or exit 2 listing every problem with file:line and field.
 
     Then, unless --offline, the run's preflight checks: the files and globs the recipe names exist
     (exit 2), and its quantizer, baseline and engines can run on this machine (exit 3 with the fix).
     """
+    from optcli.cli_output import annotate_exception, json_output
     from optcli.recipe import all_errors, parse_recipe
 
+    summary = json_output("recipe validate") if as_json else None
     if not recipe.is_file():
         raise RecipeError(
             "recipe file does not exist" if not recipe.exists() else "not a file", file=str(recipe)
         )
     text = recipe.read_text(encoding="utf-8")
     problems = all_errors(text, source=recipe, overrides=overrides)
-    if problems:
-        for problem in problems:
-            console.print(f"[red]error:[/] {escape(str(problem))}")
-        raise typer.Exit(2)
-    if not offline:
-        code = print_preflight(parse_recipe(text, source=recipe, overrides=overrides), label=None)
-        if code:
-            raise typer.Exit(code)
-    console.print(f"[green]ok[/] {escape(str(recipe))}" + (" (schema only: --offline)" if offline else ""))
+    code = 2 if problems else 0
+    for problem in problems:
+        console.print(f"[red]error:[/] {escape(str(problem))}")
+        annotate_exception(problem, problem.message)
+    if not problems and not offline:
+        loaded = parse_recipe(text, source=recipe, overrides=overrides)
+        code = print_preflight(loaded, label=None, found=problems)
+    if not code:
+        scope = " (schema only: --offline)" if offline else ""
+        console.print(f"[green]ok[/] {escape(str(recipe))}{scope}")
+    if summary is not None:
+        summary.emit(
+            {
+                "command": "recipe validate",
+                "verdict": "pass" if code == 0 else "error",
+                "exit_code": code,
+                "recipe": str(recipe),
+                "problems": [_problem_record(p) for p in problems],
+                "error": None,
+            }
+        )
+    raise typer.Exit(code)
 
 
-def print_preflight(loaded, *, label: str | None, engines_plan: bool = False) -> int:
+def _problem_record(problem: Exception) -> dict[str, object]:
+    keys = ("file", "line", "field", "message", "hint", "exit_code")
+    return {k: getattr(problem, k) for k in keys if getattr(problem, k, None) is not None}
+
+
+def print_preflight(
+    loaded, *, label: str | None, engines_plan: bool = False, found: list | None = None
+) -> int:
     """Print what the run's preflight would stop on (and, with `engines_plan`, the planned engines
-    with their artifact, precision and availability); returns the exit code the run would have."""
+    with their artifact, precision and availability); returns the exit code the run would have.
+    The problems are appended to `found` when given."""
+    if getattr(loaded, "pipeline", None) == "llm":
+        from optcli.llm.pipeline import print_preflight as print_llm_preflight
+
+        return print_llm_preflight(loaded, label, found)
+    from optcli.cli_output import annotate_exception
     from optcli.stages.preflight import check_plan
 
     checked = check_plan(loaded)
@@ -68,6 +99,9 @@ def print_preflight(loaded, *, label: str | None, engines_plan: bool = False) ->
         console.print(f"[red]error:[/] {escape(problem.message)}")
         if problem.hint:
             console.print(f"[dim]hint:[/] {escape(problem.hint)}")
+        annotate_exception(problem, problem.message)
+    if found is not None:
+        found.extend(checked.problems)
     if label:
         found = f"{len(checked.problems)} problem(s), exit {checked.exit_code}" if checked.problems else "ok"
         console.print(f"{label}: {found} (files the recipe names, quantizer, baseline, engines)")

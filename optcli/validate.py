@@ -10,6 +10,7 @@ from optcli.backends import Engine
 from optcli.calibration import Batch
 from optcli.errors import UserInputError
 from optcli.metrics import ClassAccumulator, OutputAccumulator, non_finite_problem, summarize
+from optcli.ranking import RankingSet
 
 
 @dataclass
@@ -56,14 +57,17 @@ def validate_engines(
     outputs = {c.label: [OutputAccumulator() for _ in output_names] for c in candidates}
     classes = {c.label: ClassAccumulator() for c in candidates}
     baseline_classes = ClassAccumulator()
+    ranking = RankingSet([c.label for c in candidates], class_output)  # CTR outputs with 0/1 labels
     samples = 0
     for batch in batches:
         labels = batch.get(labels_key)
         reference = baseline.run(batch)
+        ranking.add_baseline(reference, labels)
         if class_output is not None and _is_class_scores(reference, class_output):
             baseline_classes.update(reference[class_output], reference[class_output], labels)
         for engine in candidates:
             result = engine.run(batch)
+            ranking.add(engine.label, result, labels)
             for acc, ref, cand in zip(outputs[engine.label], reference, result):
                 acc.update(ref, cand)
             if class_output is not None and _is_class_scores(reference, class_output):
@@ -85,12 +89,16 @@ def validate_engines(
                 precision=engine.precision,
                 outputs=per_output,
                 summary=summarize(per_output),
-                classification=classes[engine.label].result() if classes[engine.label].samples else {},
+                classification={
+                    **(classes[engine.label].result() if classes[engine.label].samples else {}),
+                    **ranking.metrics(engine.label),
+                },
             )
         )
     baseline_stats: dict[str, Any] = {"engine": baseline.label, "samples": samples}
     if baseline_classes.labelled:
         baseline_stats["accuracy"] = baseline_classes.result()["accuracy"]
+    baseline_stats.update(ranking.baseline_metrics())
     return results, baseline_stats
 
 

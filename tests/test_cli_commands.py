@@ -23,7 +23,20 @@ REPO = Path(__file__).resolve().parents[1]
 HELP = {
     "optcli": (
         [],
-        ["run", "recipe", "version", "diagnose", "doctor", "Exit codes", "1 a gate failed", "2 bad input"],
+        [
+            "run",
+            "recipe",
+            "version",
+            "diagnose",
+            "doctor",
+            "Exit codes",
+            "1 a gate failed",
+            "2 bad input",
+            "--version",
+            "--verbose",
+            "--install-completion",
+            "-h",
+        ],
     ),
     "run": (
         ["run"],
@@ -39,15 +52,20 @@ HELP = {
             "--skip-unavailable",
             "--no-cache",
             "dotted.path",
+            "--json",
+            "--target",
+            "cpu|auto|gpu",
+            "the artifact to deploy",
         ],
     ),
     "recipe": (["recipe"], ["validate", "schema", "init"]),
-    "recipe validate": (["recipe", "validate"], ["RECIPE", "--set", "every problem"]),
+    "recipe validate": (["recipe", "validate"], ["RECIPE", "--set", "every problem", "--json"]),
     "recipe schema": (["recipe", "schema"], ["JSON Schema"]),
     "recipe init": (["recipe", "init"], ["--model", "--input", "-i", "--output", "-o", "--name", "--force"]),
     "version": (["version"], ["version"]),
+    "compare": (["compare"], ["BASE", "NEW", "--regression", "--json", "--allow-different", "95%"]),
     "doctor": (["doctor"], ["--json"]),
-    "diagnose": (["diagnose"], ["RECIPE", "--set", "--out", "--top", "quantization.accuracy"]),
+    "diagnose": (["diagnose"], ["RECIPE", "--set", "--out", "--top", "quantization.accuracy", "--json"]),
     "cache": (["cache"], ["ls", "prune", "OPTCLI_CACHE_DIR", "--no-cache"]),
     "cache ls": (["cache", "ls"], ["stage"]),
     "cache prune": (["cache", "prune"], ["--older-than", "30d"]),
@@ -395,7 +413,7 @@ def test_run_quiet_prints_only_the_verdict(cli, write_recipe, model_dir):
         "run", write_recipe(), "--out", out, "-q", "--set", "export.exporter=torchscript"
     )
     assert code == 0, err
-    assert err == f"PASS report: {out / 'report.json'}"
+    assert err == f"PASS report: {out / 'report.json'} deploy: {out / 'exported.onnx'} (onnxruntime-fp32)"
     assert out_text == ""
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"] == "pass"

@@ -421,13 +421,16 @@ def test_failed_gate_exits_1_with_report(cli, write_recipe, model_dir):
     out = model_dir / "out"
     code, _, err = cli("run", path, "--out", out)
     assert code == 1, err
-    assert "FAIL (1 gate(s) failed)" in err and str(out / "report.json") in err
+    assert (
+        "FAIL (1 gate(s) failed): benchmark.p50_ms on onnxruntime-fp32 = " in err
+        and str(out / "report.json") in err
+    )
     assert_no_traceback(err)
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "finished"
     assert report["verdict"] == "fail"
     failed = [g for g in report["gates"] if not g["passed"]]
-    assert [(g["name"], g["engine"], g["threshold"]) for g in failed] == [
+    assert [(g["name"], g["engine"], g["threshold_text"]) for g in failed] == [
         ("benchmark.p50_ms", "onnxruntime-fp32", "<= 1e-06")
     ]
     assert failed[0]["value"] > 1e-6

@@ -442,6 +442,10 @@ def raw_recipe() -> dict:
             lambda d: d["quantization"] == {"calibration": {"samples": 8}},
         ),
         ('validate.gates.cosine=">= 0.9"', lambda d: d["validate"]["gates"] == {"cosine": ">= 0.9"}),
+        # not valid YAML (an unquoted '>' starts a block scalar): taken as the string it is
+        ("validate.gates.cosine=>= 0.9", lambda d: d["validate"]["gates"] == {"cosine": ">= 0.9"}),
+        ("validate.gates.cosine=>0.9", lambda d: d["validate"]["gates"] == {"cosine": ">0.9"}),
+        ("name=[abc", lambda d: d["name"] == "[abc"),
         ("model.dims.seq.max=128", lambda d: d["model"]["dims"] == {"seq": {"max": 128}}),
         ("extra.0=1", lambda d: d["extra"] == [1]),
     ],
@@ -461,9 +465,7 @@ def test_apply_override(assignment, check):
         ("benchmark.iterations", None, "expects 'dotted.field=value'"),
         ("=3", None, "expects 'dotted.field=value'"),
         (" =3", None, "expects 'dotted.field=value'"),
-        ("name=[abc", "name", "is not valid YAML"),
-        # YAML reads an unquoted '>' as a block scalar: gate expressions must be quoted in --set
-        ("validate.gates.cosine=>= 0.9", "validate.gates.cosine", "is not valid YAML"),
+        ("model.dims={a: 1, a: 2}", "model.dims", "is refused: duplicate key 'a'"),
         ("model.inputs.3.name=y", "model.inputs.3", "index 3 is out of range (the list has 1 entries)"),
         ("build.2.threads=1", "build.2", "index 2 is out of range (the list has 1 entries)"),
         ("passes.5=fp16", "passes.5", "index 5 is out of range (the list has 2 entries)"),

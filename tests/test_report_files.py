@@ -133,8 +133,8 @@ def test_report_md_of_an_interrupted_run(model_dir):
     assert "| interrupted | validate | interrupted | 130 |" in markdown
     assert "> interrupted by SIGINT" in markdown
     # Gates that passed before the signal are shown, but under a line that they are no verdict.
-    assert "### Gates" in markdown and "not a verdict" in markdown
-    assert markdown.index("not a verdict") < markdown.index("### Gates")
+    assert "Passing gates (" in markdown and "not a verdict" in markdown
+    assert markdown.index("not a verdict") < markdown.index("Passing gates (")
     assert "PASS" not in markdown.split("\n", 1)[0]
 
 

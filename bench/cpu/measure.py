@@ -65,7 +65,11 @@ def failed_gates(row: dict[str, Any], gates: dict[str, str]) -> list[str]:
     optcli computes it: over all outputs at once)."""
     from optcli.gates import Threshold
 
-    values = {"cosine": row.get("cosine_global"), "top1_agreement": row.get("top1_agreement")}
+    values = {
+        "cosine": row.get("cosine_global"),
+        "cosine_min": row.get("cosine_min"),  # the worst single sample, as optcli's gate of that name
+        "top1_agreement": row.get("top1_agreement"),
+    }
     return [
         f"{metric} {values[metric]:.4g} (needs {expr})"
         for metric, expr in gates.items()

@@ -53,7 +53,18 @@ def fastest(rows: list[dict[str, Any]], *, passing: bool) -> dict[str, Any] | No
     return min(peers, key=lambda r: statistics.mean(r["p50_ms"]), default=None)
 
 
-def summary_line(result: dict[str, Any]) -> str:
+def title(result: dict[str, Any], threads: bool = False) -> str:
+    """The model, with its thread count when the suite ran more than one."""
+    return f"{result['model']} @{result['threads']}t" if threads else result["model"]
+
+
+def stage_times(result: dict[str, Any]) -> str:
+    seconds = result["seconds"]
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in seconds.get("optcli_stages", {}).items())
+    return f"optcli wall {seconds.get('optcli_wall', float('nan')):.1f} s, model load excluded ({stages})"
+
+
+def summary_line(result: dict[str, Any], threads: bool = False) -> str:
     rows = result["rows"]
     ours = next(r for r in rows if r["engine"].startswith("optcli"))
     ours_ms = statistics.mean(ours["p50_ms"])
@@ -82,7 +93,7 @@ def summary_line(result: dict[str, Any]) -> str:
         )
     own_gates = "passes" if not ours["failed_gates"] else "fails " + "; ".join(ours["failed_gates"])
     return (
-        f"- **{result['model']}**: {ours['engine']} {ours_ms:.2f} ms ({own_gates} here); "
+        f"- **{title(result, threads)}**: {ours['engine']} {ours_ms:.2f} ms ({own_gates} here); "
         + "; ".join(parts)
         + "."
     )
@@ -90,6 +101,7 @@ def summary_line(result: dict[str, Any]) -> str:
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     threads = sorted({r["threads"] for r in results}, key=str)
+    multi = len(threads) > 1
     smoke_note = " (SMOKE: tiny counts, numbers mean nothing)"
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
@@ -114,13 +126,13 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             failed = row.get("failed_gates")
             gates = "baseline" if failed is None else ("pass" if not failed else "FAIL " + "; ".join(failed))
             lines.append(
-                f"| {result['model']} | {row['engine']} | {p50[0]:.2f} | {p50[1]:.2f} "
+                f"| {title(result, multi)} | {row['engine']} | {p50[0]:.2f} | {p50[1]:.2f} "
                 f"| {row['speedup']:.2f}x "
                 f"| {row['cosine']:.4f} / {row['cosine_min']:.4f} "
                 f"| {'-' if top1 is None else f'{top1:.1%}'} | {gates} |"
             )
     lines += ["", "optcli's artifact against the fastest by-hand peer (mean of the two passes):", ""]
-    lines += [summary_line(result) for result in results]
+    lines += [summary_line(result, multi) for result in results]
     lines += ["", "Notes per model:", ""]
     for result in results:
         feeds = ", ".join(f"{k} {v}" for k, v in result["timing_feeds"].items())
@@ -131,13 +143,13 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         )
         gates = ", ".join(f"{k} {v}" for k, v in result.get("gates", {}).items())
         lines.append(
-            f"- **{result['model']}** (`{result['recipe']}`"
+            f"- **{title(result, multi)}** (`{result['recipe']}`"
             f"{', --set ' + ' --set '.join(result['overrides']) if result['overrides'] else ''}; "
             f"gates {gates}): "
             f"timing input {feeds}; accuracy on {result['accuracy_samples']} held-out samples; "
             f"{result['calibration_samples']} calibration samples for every quantizer. optcli chose "
             f"`{result['chosen']}` (verdict {result['verdict']}); its own benchmark ranking: {ranking}. "
-            f"{result['seconds']['total'] / 60:.1f} min."
+            f"{stage_times(result)}. Suite time for the model {result['seconds']['total'] / 60:.1f} min."
         )
         for row in result["rows"]:
             if row["note"]:

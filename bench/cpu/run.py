@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cpu.byhand import quantize_nncf_by_hand, quantize_ort_by_hand
+from bench.cpu.byhand import quantize_nncf_by_hand, quantize_nncf_from_torch, quantize_ort_by_hand
 from bench.cpu.candidates import (
     best_compiled,
     optcli_candidate,
@@ -55,7 +55,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
+def run_model(spec: ModelSpec, args: argparse.Namespace, threads: int | None) -> dict[str, Any]:
     import torch
 
     from optcli.console import SilentUI
@@ -67,14 +67,16 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     overrides = list(spec.overrides) + (list(SMOKE_OVERRIDES) if args.smoke else [])
+    if threads is not None:  # optcli chooses at the thread count the suite times at
+        overrides.append(f"benchmark.threads={threads}")
     recipe = load_recipe(ROOT / spec.recipe, overrides)
-    run_dir = args.work / spec.name
+    run_dir = args.work / f"{spec.name}-{threads or 'recipe'}t"
     log(f"{spec.name}: optcli run {spec.recipe} {' '.join('--set ' + o for o in overrides)} -> {run_dir}")
     report = run_recipe(recipe, run_dir, SilentUI()).to_dict()
     log(f"{spec.name}: optcli chose {report['selection'].get('chosen')} (status {report['status']})")
     stage_seconds = {s["name"]: s["seconds"] for s in report["stages"]}
 
-    threads = args.threads or recipe.benchmark.threads
+    threads = threads or recipe.benchmark.threads
     if threads:
         torch.set_num_threads(threads)
     names = [s.name for s in recipe.model.inputs]
@@ -100,6 +102,10 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
     nncf_seconds = time.perf_counter() - t
 
     model = load_torch_model(recipe.model, recipe.base_dir)
+    log(f"{spec.name}: by-hand NNCF on ov.convert_model of the PyTorch model")
+    t = time.perf_counter()
+    from_torch = quantize_nncf_from_torch(model, calib_samples, names, transformer)
+    from_torch_seconds = time.perf_counter() - t
     baseline = torch_candidate("eager-fp32 (baseline)", model, names, feeds)
     candidates = [baseline]
     if not args.no_compile:
@@ -115,6 +121,15 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
             threads,
             feeds,
             f"nncf.quantize{' (model_type transformer)' if transformer else ''}",
+        )
+    )
+    candidates.append(
+        ov_candidate(
+            "ov-nncf-int8-from-torch",
+            from_torch,
+            threads,
+            feeds,
+            f"ov.convert_model(PyTorch) + nncf.quantize{' (model_type transformer)' if transformer else ''}",
         )
     )
     candidates.append(optcli_candidate(recipe, report, run_dir, feeds))
@@ -144,7 +159,7 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
         rows[-1]["failed_gates"] = None if candidate is baseline else failed_gates(rows[-1], gates)
     for candidate in candidates:
         candidate.close()
-    del candidates, baseline, model, nncf_model
+    del candidates, baseline, model, nncf_model, from_torch
     gc.collect()
     selection = report["selection"]
     return {
@@ -165,6 +180,8 @@ def run_model(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
             "optcli_stages": stage_seconds,
             "ort_byhand_quantize": round(ort_seconds, 1),
             "nncf_byhand_quantize": round(nncf_seconds, 1),
+            "nncf_from_torch_quantize": round(from_torch_seconds, 1),
+            "optcli_wall": round(sum(stage_seconds.values()), 1),
             "timing": round(timing_seconds, 1),
         },
     }

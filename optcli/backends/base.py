@@ -16,7 +16,7 @@ from optcli.errors import StageError
 from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
 from optcli.strict import StrictModel
 
-ArtifactName = Literal["exported", "optimized", "quantized", "quantized_nncf", "final"]
+ArtifactName = Literal["exported", "optimized", "quantized", "quantized_nncf", "quantized_mixed", "final"]
 FINAL_ORDER = ("quantized", "optimized", "exported")  # what 'final' means, first match wins
 
 
@@ -50,7 +50,7 @@ class OnnxEngineConfig(EngineConfig):
     artifact: ArtifactName = Field(
         "final",
         description="Which ONNX file to run: exported, optimized (after passes), quantized, quantized_nncf "
-        "(target cpu), or final (quantized if any, else optimized, else exported).",
+        "and quantized_mixed (target cpu), or final (quantized if any, else optimized, else exported).",
     )
 
 

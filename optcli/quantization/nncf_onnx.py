@@ -141,6 +141,17 @@ def quantize(
     }
 
 
+def target_settings(settings: QuantizationSettings) -> QuantizationSettings:
+    """The settings of `target: cpu`'s second INT8 artifact: the recipe's, with NNCF as the quantizer
+    and NNCF's own default estimator (the recipe's method was chosen for its own quantizer, and
+    NNCF lacks mse/distribution); no recovery or diagnosis (the mixed candidate does that)."""
+    settings = settings.model_copy(
+        deep=True, update={"quantizer": "nncf", "accuracy": None, "diagnose": False}
+    )
+    settings.calibration.method = "auto"
+    return settings
+
+
 def unavailable(settings: QuantizationSettings) -> Unavailable | None:
     if not NNCF.found():
         return Unavailable("nncf is not installed", NNCF.install)

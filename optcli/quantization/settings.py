@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from optcli.calibration import DataSource
 from optcli.calibration.synthetic import SyntheticSource
 from optcli.errors import UserInputError
+from optcli.quantization.embeddings import EmbeddingSettings
 from optcli.quantization.quantizers import DEFAULT_QUANTIZER, QUANTIZERS
 from optcli.quantization.registry import CalibrationMethod
 from optcli.strict import StrictModel
@@ -99,6 +100,26 @@ class AccuracyTarget(StrictModel):
     )
 
 
+class MixedPrecisionSettings(StrictModel):
+    """`target: cpu`: when the fastest INT8 candidate misses the validate gates, search the fewest
+    layers to keep in floating point (BF16 where the CPU has it, else FP32) on that engine."""
+
+    enabled: bool = Field(True, description="Add the mixed-precision candidate when INT8 misses the gates.")
+    max_trials: int = Field(
+        12, ge=1, description="At most this many trial models, each validated on the engine."
+    )
+    time_budget_s: float = Field(
+        120, gt=0, description="Stop the search (layer ranking, trials, final re-quantization) after this."
+    )
+    samples: int = Field(
+        32,
+        ge=1,
+        description="Tuning samples: the first this many of validate.data rank layers and judge the trials; "
+        "the validate stage judges every engine on the validate.samples after them.",
+    )
+    diagnose_samples: int = Field(8, ge=1, description="Tuning samples the layer ranking runs on.")
+
+
 class QuantizationSettings(StrictModel):
     """Post-training quantization (static Q/DQ) or FP16 conversion of the optimized ONNX model."""
 
@@ -132,6 +153,13 @@ class QuantizationSettings(StrictModel):
         None, description="Recover accuracy automatically when the quantized model misses this target."
     )
     diagnose: bool = Field(False, description="Add the per-layer error ranking to the report.")
+    embeddings: EmbeddingSettings | None = Field(
+        None,
+        description="Also quantize embedding tables (Gather on large float initializers) row-wise to 8 "
+        "or 4 bits, weight-only, chosen per table by size; null: tables are left to the quantizer. "
+        "ONNX Runtime only (com.microsoft.GatherBlockQuantized).",
+    )
+    mixed: MixedPrecisionSettings = Field(default_factory=MixedPrecisionSettings)
 
     @model_validator(mode="after")
     def _method_fits_precision(self) -> QuantizationSettings:
@@ -149,6 +177,15 @@ class QuantizationSettings(StrictModel):
                 QUANTIZERS[self.quantizer].check(self)
             except UserInputError as exc:
                 raise ValueError(f"{exc.message}; {exc.hint}" if exc.hint else exc.message) from None
+        return self
+
+    @model_validator(mode="after")
+    def _embeddings_need_ort(self) -> QuantizationSettings:
+        if self.embeddings is not None and (self.quantizer != "onnxruntime" or self.precision != "int8"):
+            raise ValueError(
+                "embeddings: row-wise table quantization runs with quantizer: onnxruntime and precision: "
+                f"int8 (got {self.quantizer}, {self.precision})"
+            )
         return self
 
     def resolved_method(self) -> str:

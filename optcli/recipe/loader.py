@@ -29,11 +29,11 @@ def parse_recipe(text: str, *, source: Path | None = None, overrides: list[str] 
     """The validated recipe, or a RecipeError listing every problem (RecipeProblems when several)."""
     file = str(source) if source else "<recipe>"
     data, lines = load_yaml(text, file)
-    _apply_overrides(data, lines, overrides or [])
+    verbatim = _apply_overrides(data, lines, overrides or [])
     try:
-        recipe = Recipe.model_validate(data)
+        recipe = recipe_model(data).model_validate(data)
     except ValidationError as exc:
-        problems = located_errors(exc, file, lines, data)
+        problems = _explained(located_errors(exc, file, lines, data), verbatim)
         raise (problems[0] if len(problems) == 1 else RecipeProblems(problems)) from None
     return recipe.bind_location(source)
 
@@ -45,16 +45,39 @@ def all_errors(
     file = str(source) if source else "<recipe>"
     try:
         data, lines = load_yaml(text, file)
-        _apply_overrides(data, lines, overrides or [])
-        Recipe.model_validate(data)
+        verbatim = _apply_overrides(data, lines, overrides or [])
+        recipe_model(data).model_validate(data)
     except RecipeError as exc:
         return [exc]
     except ValidationError as exc:
-        return located_errors(exc, file, lines, data)
+        return _explained(located_errors(exc, file, lines, data), verbatim)
     return []
 
 
-def _apply_overrides(data: dict[str, Any], lines: LineMap, overrides: list[str]) -> None:
+def recipe_model(data: Any) -> type[Any]:
+    """`pipeline: llm` selects the LLM recipe (a Hugging Face checkpoint, optcli/llm); else the ONNX one."""
+    if isinstance(data, dict) and data.get("pipeline") == "llm":
+        from optcli.llm.recipe import LlmRecipe
+
+        return LlmRecipe
+    return Recipe
+
+
+def _explained(problems: list[RecipeError], verbatim: dict[str, str]) -> list[RecipeError]:
+    """A --set value taken as a string (not valid YAML) that the field then rejects: say why it was
+    a string, so '--set build=[x' points at the missing ']' rather than only at 'not a list'."""
+    for problem in problems:
+        for key, why in verbatim.items():
+            if problem.field and (problem.field == key or problem.field.startswith(key + ".")):
+                problem.hint = (
+                    f"the --set value of '{key}' is not valid YAML ({why}), so it was read as a string"
+                )
+    return problems
+
+
+def _apply_overrides(data: dict[str, Any], lines: LineMap, overrides: list[str]) -> dict[str, str]:
+    """Apply every --set; returns the fields whose value was taken verbatim, with the YAML problem."""
+    verbatim: dict[str, str] = {}
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key.startswith("build.") and "build" not in data:
@@ -64,23 +87,25 @@ def _apply_overrides(data: dict[str, Any], lines: LineMap, overrides: list[str])
             data["build"] = [
                 OnnxRuntimeConfig().model_dump(exclude_defaults=True) | {"engine": "onnxruntime"}
             ]
-        apply_override(data, override)
+        why = apply_override(data, override)
+        if why is not None:
+            verbatim[key] = why
         # Errors under an overridden field point at --set, not at a recipe line.
         path = tuple(key.split("."))
         for known in [k for k in lines if k[: len(path)] == path]:
             del lines[known]
         lines[path] = None
+    return verbatim
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply '--set a.b.0.c=value' to the raw recipe dict; the value is parsed as YAML."""
+def apply_override(data: dict[str, Any], assignment: str) -> str | None:
+    """Apply '--set a.b.0.c=value' to the raw recipe dict. The value is parsed as YAML; one that is
+    not valid YAML (a gate such as '>= 0.98' reads as a broken block scalar) is taken as the string
+    it is, and the field's own validation decides. Returns the YAML problem when it was."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"--set expects 'dotted.field=value', got {assignment!r}", file="--set")
-    try:
-        value = load_value(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"value {raw!r} is not valid YAML: {exc}", file="--set", field=key) from None
+    value, why = _override_value(raw, key.strip())
     parts = key.strip().split(".")
     target: Any = data
     for depth, part in enumerate(parts[:-1]):
@@ -96,6 +121,22 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         target[last] = value
     else:
         raise RecipeError(f"'{'.'.join(parts[:-1])}' is not a section", file="--set", field=key.strip())
+    return why
+
+
+def _override_value(raw: str, key: str) -> tuple[Any, str | None]:
+    if not raw.strip():
+        return "", None
+    if raw.lstrip().startswith((">", "|")):
+        # A block scalar's text starts on the next line, which a one-line value never has: YAML
+        # would read '>2' as '' and '> 2' as an error. Neither is what anyone typed it for.
+        return raw.strip(), "a leading '>' or '|' starts a YAML block scalar"
+    try:
+        return load_value(raw), None
+    except yaml.MarkedYAMLError as exc:  # a syntax error: the text was not meant as YAML structure
+        return raw.strip(), str(exc.problem or exc).strip()
+    except yaml.YAMLError as exc:  # a refusal (duplicate key, alias budget) stays an error
+        raise RecipeError(f"value {raw!r} is refused: {exc}", file="--set", field=key) from None
 
 
 def _step(target: Any, part: str, path: list[str], *, next_is_index: bool) -> Any:

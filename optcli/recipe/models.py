@@ -15,6 +15,7 @@ from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, check_gate_names
 from optcli.passes import PASSES, PassConfig
 from optcli.quantization import QuantizationSettings
 from optcli.recipe import crossfield
+from optcli.regression import RegressionSection
 from optcli.specs import DimRange, InputSpec
 from optcli.strict import StrictModel
 
@@ -122,18 +123,52 @@ class ValidateSection(StrictModel):
 
 
 class BenchmarkSection(StrictModel):
-    """Latency of the baseline and every engine, per batch size."""
+    """Latency of the baseline and every engine, per batch size, timed in interleaved rounds."""
 
     enabled: bool = Field(True, description="Run the benchmark.")
     batch_sizes: list[int] = Field(
         default_factory=lambda: [1], min_length=1, description="Batch sizes to time."
     )
-    warmup: int = Field(10, ge=0, description="Untimed runs before measuring.")
-    iterations: int = Field(100, ge=1, description="Timed runs per engine and batch size (upper bound).")
+    warmup: int = Field(10, ge=0, description="Untimed runs per engine before measuring.")
+    iterations: int = Field(
+        100,
+        ge=1,
+        description="Timed runs per engine and batch size (upper bound), split over the rounds; a "
+        "re-measurement times as many again.",
+    )
     time_budget_s: float | None = Field(
         None,
         gt=0,
-        description="Stop timing an engine/batch size after this many seconds (min 5 runs).",
+        description="Stop timing an engine/batch size after this many seconds (min 5 runs), shared "
+        "over the rounds.",
+    )
+    rounds: int = Field(
+        5,
+        ge=1,
+        description="Rounds per measurement: each times a slice of every engine's runs in turn, so "
+        "background load hits all engines alike.",
+    )
+    method: Literal["interleaved", "sequential"] = Field(
+        "interleaved",
+        description="interleaved: round robin over the engines in every round; sequential: each "
+        "engine's rounds back to back (the older method, for comparison).",
+    )
+    max_cv: float = Field(
+        0.25,
+        gt=0,
+        description="An engine whose latency CV (std / mean) is above this is flagged noisy (a run "
+        "warning and `noisy` in the report).",
+    )
+    remeasure: int = Field(
+        2,
+        ge=0,
+        description="Times to re-measure (the baseline and the engines concerned, interleaved, rounds "
+        "pooled) while a speed gate's 95% interval straddles its threshold.",
+    )
+    inconclusive: Literal["fail", "pass"] = Field(
+        "fail",
+        description="What a speed gate still inconclusive after the re-measurements does to the exit "
+        "code: fail (exit 1) or pass (exit 0); the report says inconclusive either way.",
     )
     threads: int | None = Field(
         None,
@@ -142,8 +177,8 @@ class BenchmarkSection(StrictModel):
     )
     gates: dict[str, str] = Field(
         default_factory=dict,
-        description="Metric -> threshold for every engine and batch size, e.g. {speedup: '>= 2'}. "
-        "Metrics: " + ", ".join(BENCHMARK_METRICS),
+        description="Metric -> threshold for every engine and batch size, e.g. {speedup: '>= 2'}, "
+        "decided on the value's 95% interval. Metrics: " + ", ".join(BENCHMARK_METRICS),
     )
 
     _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, BENCHMARK_METRICS))
@@ -174,9 +209,10 @@ class ReportSection(StrictModel):
         None,
         description="Run folder (relative to the current directory). Default: runs/<name>. --out overrides.",
     )
-    formats: list[Literal["json", "md"]] = Field(
+    formats: list[Literal["json", "md", "junit", "html"]] = Field(
         default_factory=lambda: ["json", "md"],
-        description="Files to write besides the terminal tables.",
+        description="Files to write besides the terminal tables: report.json, report.md (a PR "
+        "comment), report.junit.xml (one testcase per gate), report.html (one self-contained page).",
     )
 
 
@@ -217,6 +253,9 @@ class Recipe(StrictModel):
     validate_: ValidateSection = Field(default_factory=ValidateSection, alias="validate")
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
     report: ReportSection = Field(default_factory=ReportSection)
+    regression: RegressionSection | None = Field(
+        None, description="Allowed changes vs a base report (run --against, compare)."
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_file: Path | None = PrivateAttr(default=None)

@@ -1,1 +1,1 @@
-"""Report data and its renderers (terminal, JSON, Markdown)."""
+"""Report data and its renderers (terminal, JSON and its schema, Markdown, JUnit, HTML)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from optcli.report.headline import headline as summary_line
+from optcli.report.headline import noisy_text, versions_text
 from optcli.report.tables import (
     BENCHMARK_HEADER,
     ERROR_HEADER,
@@ -12,6 +14,7 @@ from optcli.report.tables import (
     VALIDATION_HEADER,
     benchmark_rows,
     error_rows,
+    gate_failed,
     gate_rows,
     outcome,
     selection_rows,
@@ -30,13 +33,58 @@ def _quote(text: str) -> list[str]:
     return ["> " + line if line else ">" for line in str(text).splitlines() or [""]]
 
 
+MARKER = "<!-- optcli-report:{name} -->"
+
+
+def marker(report: dict[str, Any]) -> str:
+    """A hidden line a bot searches for to update its one comment per recipe instead of adding more."""
+    return MARKER.format(name=str(report["recipe"]["name"]).replace("--", "- -"))
+
+
+def _gates(report: dict[str, Any]) -> list[str]:
+    """Failures first, in the open; passing and informational gates folded away."""
+    gates = report.get("gates") or []
+    failed = [g for g in gates if gate_failed(g)]
+    others = [g for g in gates if not gate_failed(g)]
+    parts: list[str] = []
+    if failed:
+        parts += [
+            "",
+            f"### Failed gates ({len(failed)})",
+            "",
+            _table(GATES_HEADER, gate_rows(report, failed)),
+        ]
+    if others:
+        parts += [
+            "",
+            "<details>",
+            f"<summary>Passing gates ({len(others)})</summary>",
+            "",
+            _table(GATES_HEADER, gate_rows(report, others)),
+            "",
+            "</details>",
+        ]
+    return parts
+
+
+def _llm_sections(report: dict[str, Any]) -> list[str]:
+    from optcli.llm.tables import markdown_sections  # pipeline: llm reports (optcli/llm)
+
+    return markdown_sections(report, _table)
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     recipe = report["recipe"]
     env = report.get("environment") or {}
     headline, error = outcome(report)
     code = (error or {}).get("exit_code")
+    first = f"## optcli: `{recipe['name']}` - {headline}"
+    if error is None:  # a verdict: what to deploy and what it buys
+        first += f": {summary_line(report)}"
+    elif code is not None:
+        first += f" (exit {code})"
     parts = [
-        f"## optcli: `{recipe['name']}` - {headline}" + (f" (exit {code})" if code is not None else ""),
+        first,
         "",
         f"Status: `{report.get('status', 'finished')}`"
         + (f", verdict `{report['verdict']}`" if error is None else ""),
@@ -44,7 +92,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Machine: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} CPUs)"
         + (f", GPU {env['gpu']['name']}" if env.get("gpu") else "")
         + f"; recipe sha256 `{recipe.get('sha256')}`",
+        "",
+        f"Versions: {versions_text(report)}",
     ]
+    if report.get("started_at"):
+        parts[-1] += f"; started {report['started_at']}" + (
+            f", ended {report['ended_at']}" if report.get("ended_at") else ""
+        )
     if error is not None:
         parts += ["", "### The run did not finish", ""]
         if error.get("kind"):
@@ -53,6 +107,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         if error.get("hint"):
             parts += ["", f"Hint: {error['hint']}"]
     note = len(parts)  # where "not a verdict" goes, if any results follow
+    parts += _gates(report)
+    parts += _llm_sections(report)
     if report.get("validation"):
         v = report["validation"]
         data = "synthetic" if v.get("synthetic") else v["data"].get("type")
@@ -66,8 +122,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     if report.get("benchmark"):
         parts += ["", "### Latency", "", _table(BENCHMARK_HEADER, benchmark_rows(report))]
-    if report.get("gates"):
-        parts += ["", "### Gates", "", _table(GATES_HEADER, gate_rows(report))]
+        if noisy_text(report):
+            parts += ["", f"**Warning, {noisy_text(report)}**"]
     if (report.get("selection") or {}).get("ranking"):
         chosen = report["selection"]["chosen"]
         parts += [
@@ -86,4 +142,4 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             "Below is what the run had measured when this report was written: not a verdict.",
         ]
-    return "\n".join(parts) + "\n"
+    return "\n".join([*parts, "", marker(report)]) + "\n"

@@ -66,7 +66,7 @@ def validation_rows(report: dict[str, Any]) -> list[list[str]]:
             [
                 entry["engine"],
                 entry.get("precision_detail") or entry["precision"],
-                fmt(m.get("cosine"), 6),
+                fmt(m.get("cosine"), 6) + _worst_sample(m),
                 fmt(m.get("max_abs")),
                 fmt(m.get("rel_l2")),
                 fmt(m.get("snr_db"), 3),
@@ -75,6 +75,12 @@ def validation_rows(report: dict[str, Any]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _worst_sample(metrics: dict[str, Any]) -> str:
+    """The worst single sample's cosine beside the global one (absent in older reports)."""
+    worst = metrics.get("cosine_min")
+    return "" if worst is None else f" (worst {fmt(worst, 4)})"
 
 
 BENCHMARK_HEADER = [
@@ -102,27 +108,67 @@ def benchmark_rows(report: dict[str, Any]) -> list[list[str]]:
                 f"{lat['p99']:.3f}",
                 f"{lat['mean']:.3f}",
                 f"{r['throughput']:.1f}",
-                f"{r['speedup']:.2f}x",
+                speedup_text(r),
             ]
         )
     return rows
 
 
+def speedup_text(result: dict[str, Any]) -> str:
+    """'1.57x', with the bootstrap 95% interval when the benchmark measured one."""
+    speedup, interval = number(result.get("speedup")), result.get("speedup_ci")
+    if speedup is None:
+        return "-"
+    text = f"{speedup:.2f}x"
+    return f"{text} [{number(interval[0]):.2f}, {number(interval[1]):.2f}]" if interval else text
+
+
 GATES_HEADER = ["gate", "engine", "detail", "value", "threshold", "result"]
 
 
-def gate_rows(report: dict[str, Any]) -> list[list[str]]:
+def threshold_text(gate: dict[str, Any]) -> str:
+    """The human form of a gate's threshold, from schema 2's {op, value} or schema 1's string."""
+    if gate.get("threshold_text"):
+        return gate["threshold_text"]
+    threshold = gate.get("threshold")
+    if isinstance(threshold, dict):
+        return f"{threshold.get('op')} {fmt(threshold.get('value'), 12)}"
+    return str(threshold or "")
+
+
+def gate_value(gate: dict[str, Any]) -> str:
+    """The value, with its 95% interval when the gate was decided on one."""
+    interval = gate.get("interval")
+    text = fmt(gate.get("value"), 6)
+    return f"{text} [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else text
+
+
+def gate_result(gate: dict[str, Any]) -> str:
+    if not gate.get("counts", True):
+        return "info (not chosen)"
+    status = gate.get("status") or ("pass" if gate.get("passed") else "fail")
+    if status == "inconclusive":
+        return "inconclusive (counted as pass)" if gate.get("passed") else "INCONCLUSIVE"
+    return "pass" if status == "pass" else "FAIL"
+
+
+def gate_rows(report: dict[str, Any], gates: list[dict[str, Any]] | None = None) -> list[list[str]]:
     return [
         [
             g["name"],
             g["engine"],
             g.get("detail", ""),
-            fmt(g["value"], 6),
-            g["threshold"],
-            ("pass" if g["passed"] else "FAIL") if g.get("counts", True) else "info (not chosen)",
+            gate_value(g),
+            threshold_text(g),
+            gate_result(g),
         ]
-        for g in report.get("gates", [])
+        for g in (report.get("gates", []) if gates is None else gates)
     ]
+
+
+def gate_failed(gate: dict[str, Any]) -> bool:
+    """A counted gate that did not pass: the exit code's reason."""
+    return gate.get("counts", True) and not gate.get("passed")
 
 
 STAGES_HEADER = ["stage", "seconds", "artifact"]
@@ -157,11 +203,12 @@ ERROR_HEADER = ["status", "stage", "kind", "exit code"]
 
 
 def outcome(report: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """The headline word (PASS, FAIL, ERROR, INTERRUPTED, INCOMPLETE) and, for a run that did not
-    finish, its error record ({stage, kind, message, exit_code[, hint]})."""
+    """The headline word (PASS, FAIL, INCONCLUSIVE, ERROR, INTERRUPTED, INCOMPLETE) and, for a run
+    that did not finish, its error record ({stage, kind, message, exit_code[, hint]})."""
     status = report.get("status", "finished")
     if status == "finished":
-        return ("PASS" if report.get("verdict") == "pass" else "FAIL"), None
+        verdict = report.get("verdict")
+        return {"pass": "PASS", "inconclusive": "INCONCLUSIVE"}.get(verdict, "FAIL"), None
     error = dict(report.get("error") or {})
     if status == "running" and not error.get("message"):
         error["message"] = NO_FINAL_REPORT

@@ -9,12 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from optcli.report.tables import (
-    BENCHMARK_HEADER,
     ERROR_HEADER,
     GATES_HEADER,
     SELECTION_HEADER,
     VALIDATION_HEADER,
-    benchmark_rows,
     error_rows,
     fmt,
     gate_rows,
@@ -23,15 +21,48 @@ from optcli.report.tables import (
     validation_rows,
 )
 
+_ROW_STYLES = {"FAIL": "red", "INCONCLUSIVE": "yellow", "noisy": "yellow"}
+
 
 def _table(title: str, header: list[str], rows: list[list[str]], left_columns: int = 1) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i < left_columns else "right")
     for row in rows:
-        style = "red" if row and row[-1] == "FAIL" else None
-        table.add_row(*row, style=style)
+        table.add_row(*row, style=_ROW_STYLES.get(row[-1]) if row else None)
     return table
+
+
+LATENCY_HEADER = ["engine", "batch", "rounds", "p50 ms [95%]", "p90 ms", "p99 ms", "throughput/s"]
+LATENCY_HEADER += ["speedup [95%]", "CV", "spread"]
+
+
+def _interval(values: Any, digits: int = 3) -> str:
+    return f" [{fmt(values[0], digits)}, {fmt(values[1], digits)}]" if values else ""
+
+
+def latency_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The benchmark per engine and batch size, with the 95% intervals the speed gates use and the
+    spread (CV; noisy above benchmark.max_cv)."""
+    rows = []
+    for r in (report.get("benchmark") or {}).get("results", []):
+        lat, spread = r["latency_ms"], r.get("spread") or {}
+        speedup = "-" if r.get("speedup") is None else f"{fmt(r['speedup'], 3)}x"
+        rows.append(
+            [
+                escape(r["engine"]),
+                str(r["batch_size"]),
+                str(r.get("rounds", 1)),
+                fmt(lat["p50"]) + _interval(lat.get("p50_ci")),
+                fmt(lat["p90"]),
+                fmt(lat["p99"]),
+                fmt(r["throughput"]),
+                speedup + _interval(r.get("speedup_ci")),
+                fmt(spread.get("cv"), 2),
+                "noisy" if r.get("noisy") else "ok",
+            ]
+        )
+    return rows
 
 
 def render_terminal(report: dict[str, Any], console: Console) -> None:
@@ -56,7 +87,14 @@ def render_terminal(report: dict[str, Any], console: Console) -> None:
             )
         )
     if report.get("benchmark"):
-        console.print(_table("Latency", BENCHMARK_HEADER, benchmark_rows(report)))
+        bench = report["benchmark"]
+        again = f", re-measured {bench['remeasured']}x" if bench.get("remeasured") else ""
+        how = f" ({bench['method']}, {bench['rounds']} rounds{again})" if bench.get("method") else ""
+        console.print(_table(f"Latency{how}", LATENCY_HEADER, latency_rows(report)))
+    from optcli.llm.tables import terminal_tables  # pipeline: llm reports (optcli/llm)
+
+    for table in terminal_tables(report, _table):
+        console.print(table)
     if report.get("gates"):
         console.print(_table("Gates", GATES_HEADER, gate_rows(report)))
     if (report.get("selection") or {}).get("ranking"):
@@ -110,3 +148,18 @@ def render_doctor(checks: list[Any], console: Console) -> None:
         for check in checks
     ]
     console.print(_table("optcli doctor", ["component", "status", "detail", "fix"], rows, left_columns=4))
+
+
+def verdict_line(report: dict[str, Any]) -> str:
+    """The run's last line before the report path: PASS, FAIL or INCONCLUSIVE with the gate counts."""
+    counted = [g for g in report.get("gates", []) if g.get("counts", True)]
+    failed = [g for g in counted if g.get("status", "pass" if g.get("passed") else "fail") == "fail"]
+    undecided = [g for g in counted if g.get("status") == "inconclusive"]
+    if failed:
+        also = f", {len(undecided)} inconclusive" if undecided else ""
+        return f"[red]FAIL[/] ({len(failed)} gate(s) failed{also})"
+    if any(not g.get("passed") for g in undecided):
+        return f"[yellow]INCONCLUSIVE[/] ({len(undecided)} gate(s) could not be decided, counted as failed)"
+    if undecided:
+        return f"[green]PASS[/] [yellow]({len(undecided)} gate(s) inconclusive, allowed by the recipe)[/]"
+    return "[green]PASS[/]"

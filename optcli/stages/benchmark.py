@@ -1,6 +1,8 @@
-"""The benchmark stage: latency of the baseline and every engine; gates from the values.
+"""The benchmark stage: the baseline and every engine timed in interleaved rounds; gates decided on
+95% intervals, with automatic re-measurement while a speed gate is inconclusive.
 
-Timings are never cached: they belong to this machine at this moment.
+Timings are never cached: they belong to this machine at this moment. The raw timings go to
+`<run>/timings.json`, from which every statistic in the report can be recomputed.
 """
 
 from __future__ import annotations
@@ -9,72 +11,138 @@ from dataclasses import dataclass
 from typing import Any
 
 from optcli.backends import Engine
-from optcli.bench import LatencyResult, measure
+from optcli.benchmarking import LatencyResult, Schedule, Timings, analyze, measure_pass
 from optcli.calibration.synthetic import random_batch
-from optcli.gates import BENCHMARK_METRICS, GateResult, engine_gates, evaluate
+from optcli.gates import BENCHMARK_METRICS, GateResult, engine_gates, evaluate_interval
 from optcli.specs import ShapeResolver
 from optcli.stages.context import StageContext
+
+TIMINGS_FILE = "timings.json"
 
 
 @dataclass
 class Benchmark:
     baseline: str
+    method: str
+    rounds: int
+    remeasured: int
     results: list[LatencyResult]
+    gates: list[GateResult]
+
+    @property
+    def noisy(self) -> bool:
+        return any(r.noisy for r in self.results)
 
     def report(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "results": [r.to_dict() for r in self.results]}
+        return {
+            "baseline": self.baseline,
+            "method": self.method,
+            "rounds": self.rounds,
+            "remeasured": self.remeasured,
+            "timings_file": TIMINGS_FILE,
+            "noisy": self.noisy,
+            "results": [r.to_dict() for r in self.results],
+        }
 
 
-def benchmark_stage(ctx: StageContext, settings, engines: list[Engine], resolver: ShapeResolver) -> Benchmark:
-    results = []
+def benchmark_stage(
+    ctx: StageContext,
+    settings,
+    engines: list[Engine],
+    resolver: ShapeResolver,
+    own_gates: dict[str, dict[str, str]],
+) -> Benchmark:
+    """`engines[0]` is the baseline. `own_gates`: each engine's own gates, by label."""
+    baseline = engines[0]
+    schedule = Schedule(
+        settings.rounds, settings.warmup, settings.iterations, settings.time_budget_s, settings.method
+    )
+    timings = Timings()
+    feeds = {bs: random_batch(resolver, resolver.sizes(batch_size=bs), seed=7) for bs in settings.batch_sizes}
     with ctx.stage("benchmark") as record:
-        total = len(engines) * len(settings.batch_sizes) * settings.iterations
-        progress = ctx.ui.progress("benchmarking", total=total)
-        try:
-            for batch_size in settings.batch_sizes:
-                feeds = random_batch(resolver, resolver.sizes(batch_size=batch_size), seed=7)
-                baseline_p50 = None
-                for engine in engines:
-                    result = measure(
-                        engine,
-                        feeds,
-                        batch_size,
-                        warmup=settings.warmup,
-                        iterations=settings.iterations,
-                        time_budget_s=settings.time_budget_s,
-                        on_step=lambda: progress.advance(1),
-                    )
-                    progress.advance(settings.iterations - result.iterations)
-                    baseline_p50 = baseline_p50 or result.p50_ms
-                    result.speedup = baseline_p50 / result.p50_ms
-                    results.append(result)
-        finally:
-            progress.close()
-        record.details = {"batch_sizes": settings.batch_sizes, "warmup": settings.warmup}
-    return Benchmark(engines[0].label, results)
+        _measure(ctx, "benchmarking", {bs: engines for bs in settings.batch_sizes}, feeds, schedule, timings)
+        results = analyze(timings, baseline.label, settings.max_cv)
+        decided = benchmark_gates(settings, own_gates, results, baseline.label)
+        remeasured = 0
+        while remeasured < settings.remeasure and (todo := _inconclusive(decided)):
+            cells = {bs: [baseline, *(e for e in engines if e.label in todo.get(bs, ()))] for bs in todo}
+            _measure(
+                ctx, f"re-measuring ({remeasured + 1}/{settings.remeasure})", cells, feeds, schedule, timings
+            )
+            remeasured += 1
+            results = analyze(timings, baseline.label, settings.max_cv)
+            decided = benchmark_gates(settings, own_gates, results, baseline.label, remeasured=remeasured)
+        ctx.workspace.write_json(TIMINGS_FILE, timings.to_json())
+        noisy = [
+            f"{r.engine} at batch {r.batch_size} (CV {r.cv:.2f}, p90/p50 {r.p90_over_p50:.2f})"
+            for r in results
+            if r.noisy
+        ]
+        if noisy:  # one line: a loaded machine makes every cell noisy at once
+            ctx.warn(
+                f"benchmark: noisy latency (CV above benchmark.max_cv {settings.max_cv:g}): "
+                f"{'; '.join(noisy)}; the numbers may not hold on a rerun"
+            )
+        record.details = {
+            "batch_sizes": settings.batch_sizes,
+            "warmup": settings.warmup,
+            "method": settings.method,
+            "rounds": len(schedule.slices()),
+            "remeasured": remeasured,
+        }
+    gates = [gate for _, gate in decided]
+    return Benchmark(baseline.label, settings.method, len(schedule.slices()), remeasured, results, gates)
+
+
+def _measure(ctx, description, cells: dict[int, list[Engine]], feeds, schedule: Schedule, timings) -> None:
+    total = sum(len(engines) for engines in cells.values()) * schedule.iterations
+    progress = ctx.ui.progress(description, total=total)
+    try:
+        for bs, engines in cells.items():
+            measure_pass(engines, feeds[bs], bs, schedule, timings, on_slice=progress.advance)
+    finally:
+        progress.close()
+
+
+def _inconclusive(decided: list[tuple[int, GateResult]]) -> dict[int, set[str]]:
+    """Batch size -> engines with an inconclusive speed gate there."""
+    todo: dict[int, set[str]] = {}
+    for batch_size, gate in decided:
+        if gate.status == "inconclusive":
+            todo.setdefault(batch_size, set()).add(gate.engine)
+    return todo
 
 
 def benchmark_gates(
-    shared: dict[str, str], own: dict[str, dict[str, str]], benchmark: Benchmark
-) -> list[GateResult]:
-    gates = []
-    for result in benchmark.results:
-        if result.engine == benchmark.baseline:
+    settings,
+    own: dict[str, dict[str, str]],
+    results: list[LatencyResult],
+    baseline: str,
+    *,
+    remeasured: int = 0,
+) -> list[tuple[int, GateResult]]:
+    """Every engine's speed gates (shared benchmark.gates plus its own) with their batch size,
+    decided on the 95% intervals."""
+    decided = []
+    passes = settings.inconclusive == "pass"
+    for result in results:
+        if result.engine == baseline:
             continue
-        values = {
-            "speedup": result.speedup,
-            "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms,
-            "throughput": result.throughput,
-        }
-        for metric, expr in engine_gates(shared, own.get(result.engine, {}), BENCHMARK_METRICS).items():
-            gates.append(
-                evaluate(
-                    f"benchmark.{metric}",
-                    result.engine,
-                    values[metric],
-                    expr,
-                    f"batch size {result.batch_size}",
-                )
+        values, intervals = result.values(), result.intervals()
+        for metric, expr in engine_gates(
+            settings.gates, own.get(result.engine, {}), BENCHMARK_METRICS
+        ).items():
+            gate = evaluate_interval(
+                f"benchmark.{metric}",
+                result.engine,
+                values[metric],
+                intervals[metric],
+                expr,
+                f"batch size {result.batch_size}, {result.rounds} rounds"
+                + (", noisy" if result.noisy else ""),
+                inconclusive_passes=passes,
             )
-    return gates
+            if gate.status == "inconclusive" and remeasured:
+                gate.detail += f"; still inconclusive after {remeasured} re-measurement(s)"
+            decided.append((result.batch_size, gate))
+    return decided

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from optcli.errors import MissingDependencyError, OptcliError, UserInputError
@@ -107,6 +108,28 @@ def check_class_output(recipe: Any, output_names: list[str]) -> None:
         f"of the exported model, which has {count} output{'s' if count != 1 else ''} "
         f"({', '.join(output_names)}); give an index below {count}, a name from model.outputs, or null"
     )
+
+
+def check_id_ranges(recipe: Any, model_path: Path, data: Any) -> None:
+    """Ids in the data against the sizes of the tables they index in the exported model (exit 2
+    naming the input), read before any engine runs: ORT's Gather fails on such an id, a quantized
+    table (GatherBlockQuantized) silently reads zeros, PyTorch raises an IndexError. Only the data
+    is read, no model is run; a model without tables (or whose ids it computes itself) skips it."""
+    from optcli.onnx_io import load_model
+    from optcli.quantization.embeddings import check_ids, id_limits
+
+    limits = id_limits(load_model(model_path, load_external_data=False))
+    if not limits:
+        return
+    accuracy = recipe.quantization.accuracy if recipe.quantization is not None else None
+    reads = [(data.calibration, None)] if data.calibration is not None else []
+    if recipe.validate_.enabled:  # with the samples accuracy recovery tunes on before the judged ones
+        reads.append((data.validation, data.validation.samples + (accuracy.samples if accuracy else 0)))
+    for stream, samples in reads:
+        first = 0
+        for batch in stream.batches(samples=samples):
+            check_ids(batch, limits, stream.field, first)
+            first += len(next(iter(batch.values())))
 
 
 def check_quantizer(recipe: Any) -> None:

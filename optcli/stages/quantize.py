@@ -20,6 +20,8 @@ from optcli.gates import GateResult
 from optcli.passes import PASSES
 from optcli.quantization import QUANTIZERS
 from optcli.quantization.calibrator import CalibrationCache
+from optcli.quantization.embeddings import quantize_embeddings, with_model_bytes
+from optcli.quantization.nncf_onnx import target_settings
 from optcli.quantization.summary import QUANTIZED, ArtifactPrecision, artifact_precision
 from optcli.stages.cached import restore, store
 from optcli.stages.context import StageContext
@@ -32,8 +34,9 @@ from optcli.stages.recover import (
     recover_accuracy,
 )
 
-# Gate thresholds: evaluated after the stage, so changing them reuses the quantized model.
-GATE_FIELDS = {"accuracy": {"min_quantized_share"}}
+# Gate thresholds: evaluated after the stage, so changing them reuses the quantized model; the
+# mixed-precision search is a stage of its own (stages/mixed.py).
+GATE_FIELDS = {"accuracy": {"min_quantized_share"}, "mixed": True}
 
 
 @dataclass
@@ -101,7 +104,9 @@ def quantize_stage(
             "cached": entry is not None,
             "cache_key": key,
         }
-    report = {k: details[k] for k in ("precision_by_op", "recovery", "diagnosis") if k in details}
+    report = {
+        k: details[k] for k in ("precision_by_op", "recovery", "diagnosis", "embeddings") if k in details
+    }
     report["precision_by_op"] = share.by_op
     report["artifacts"] = {"quantized": share.to_dict()}
     gates = list(_recovery_gates(details))
@@ -130,7 +135,11 @@ def _quantize(
         return {"summary": fp16.apply(source.path, dst, fp16.options())}
     statistics = ctx.cache.root / "statistics" if ctx.cache.enabled else ctx.workspace.path("calibration")
     cache = CalibrationCache(statistics if settings.calibration.cache else None, calibration.fingerprint())
-    details = calibrate_and_quantize(ctx, settings, source.path, dst, calibration, cache)
+    float_path, tables = source.path, None
+    if settings.embeddings is not None:  # tables first: calibration and recovery see what will run
+        float_path = dst.with_name("tables-quantized.onnx")
+        tables = quantize_embeddings(source.path, float_path, settings.embeddings)
+    details = calibrate_and_quantize(ctx, settings, float_path, dst, calibration, cache)
     if details.get("statistics_reused"):
         # Cached statistics needed one batch; validation still needs every calibration sample's
         # digest to prove the two sets disjoint, and reading the data is cheap next to running it.
@@ -139,15 +148,17 @@ def _quantize(
     if settings.accuracy is not None:
         if tuning is None:
             raise _needs_validation("quantization.accuracy")
-        recovery = recover_accuracy(ctx, settings, source.path, dst, details, calibration, tuning, cache)
+        recovery = recover_accuracy(ctx, settings, float_path, dst, details, calibration, tuning, cache)
         details["recovery"] = recovery.details
         details["recovery_gates"] = [gate.to_dict() for gate in recovery.gates]
     if settings.diagnose:
         if tuning is None:
             raise _needs_validation("quantization.diagnose")
-        float_model = Path(details.get("quantizer_input") or source.path)
+        float_model = Path(details.get("quantizer_input") or float_path)
         layers = diagnose_stage_model(tuning.validation, float_model, dst, 2)
         details["diagnosis"] = [layer.to_dict() for layer in layers]
+    if tables is not None:
+        details["embeddings"] = with_model_bytes(tables, source.path, dst)
     return details
 
 
@@ -171,23 +182,18 @@ def _store(
 
 
 def _recovery_gates(details: dict) -> list[GateResult]:
-    return [GateResult(**gate) for gate in details.get("recovery_gates", [])]
+    return [GateResult.from_dict(gate) for gate in details.get("recovery_gates", [])]
 
 
 def nncf_stage(
     ctx: StageContext, settings, source: Artifact, calibration: DataStream, sizes: dict
 ) -> Artifact:
     """`target: cpu` with OpenVINO: a second INT8 artifact, placed by NNCF the way OpenVINO runs fastest."""
-    settings = settings.model_copy(
-        deep=True, update={"quantizer": "nncf", "accuracy": None, "diagnose": False}
-    )
-    # NNCF's own default estimator: the recipe's method was chosen for its own quantizer (and NNCF
-    # lacks mse/distribution).
-    settings.calibration.method = "auto"
+    settings = target_settings(settings)
     key = make_key(
         "quantize-nncf",
         {
-            "settings": settings.model_dump(mode="json"),
+            "settings": settings.model_dump(mode="json", exclude={"mixed"}),
             "input": source.sha256,
             "calibration": calibration.fingerprint(),
             "versions": ctx.versions,
@@ -262,4 +268,4 @@ def calibrate_and_quantize(
 
 def calibration_sha256(digests: set[bytes]) -> str:
     """One digest over the calibration samples read (order-free), for the report's provenance."""
-    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()[:16]
+    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optcli.bench import LatencyResult
+from optcli.benchmarking import LatencyResult
 from optcli.gates import GateResult
 
 
@@ -18,8 +18,11 @@ def select(
     gates: list[GateResult],
     latency: list[LatencyResult],
     batch: int,
+    *,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Rank the candidates, choose the fastest passing one, and make the others' gates informational."""
+    """Rank the candidates, choose the fastest passing one, and make the others' gates informational.
+    `extra`: fields added to a candidate's row (the mixed candidate's layers kept in float)."""
     by_engine = {r.engine: r for r in latency if r.batch_size == batch}
     rows = []
     for label in candidates:
@@ -36,6 +39,7 @@ def select(
                     f"{g.name} {g.value:.4g} (needs {g.threshold})" if g.value is not None else g.name
                     for g in failed
                 ],
+                **(extra or {}).get(label, {}),
             }
         )
     rows.sort(key=lambda r: (not r["passed"], r["p50_ms"] if r["p50_ms"] is not None else float("inf")))
@@ -49,11 +53,18 @@ def select(
     return {"batch_size": batch, "ranking": rows, "chosen": chosen["engine"] if chosen else None}
 
 
+def to_benchmark(engines: list[Any], gates: list[GateResult]) -> list[Any]:
+    """The baseline (first) and every engine whose validate gates all passed: a candidate that
+    failed one cannot be chosen, so timing it would only cost time."""
+    failed = {g.engine for g in gates if g.name.startswith("validate.") and not g.passed}
+    return [engines[0], *(e for e in engines[1:] if e.label not in failed)]
+
+
 def _reason(row: dict[str, Any], chosen: dict[str, Any] | None) -> str:
     if chosen is not None and row["engine"] == chosen["engine"]:
         return "chosen: fastest that passes the validate gates"
     if not row["passed"]:
-        return "failed " + "; ".join(row["failed_gates"])
+        return "failed " + "; ".join(row["failed_gates"]) + " (not benchmarked)" * (row["p50_ms"] is None)
     if chosen is not None and row["p50_ms"] is not None:
         return f"slower: {row['p50_ms'] / chosen['p50_ms']:.2f}x the chosen engine's p50"
     return "no latency measured"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from optcli.cache import make_key
 from optcli.calibration import sample_digests
 from optcli.gates import VALIDATION_METRICS, GateResult, engine_gates, evaluate
+from optcli.ranking import BASELINE_KEYS
 from optcli.stages.context import StageContext
 from optcli.stages.data import DataStream, too_few_samples
 from optcli.validate import EngineValidation, split_samples, validate_engines
+
+BASELINE_METRICS = ("accuracy", *BASELINE_KEYS)
 
 
 @dataclass
@@ -53,7 +57,8 @@ def validate_stage(
         if entry is not None:
             meta = entry.meta
             results = [EngineValidation(**r) for r in meta["results"]]
-            baseline_stats, counts, engines = meta["baseline"], meta["counts"], meta["engines"]
+            baseline_stats, counts = meta["baseline"], meta["counts"]
+            engines = [_in_run(e, ctx.workspace.root) for e in meta["engines"]]
         else:
             results, baseline_stats, counts = _measure(
                 ctx,
@@ -67,7 +72,8 @@ def validate_stage(
             )
             engines = engines_built.descriptions
             meta = {"results": [asdict(r) for r in results], "baseline": baseline_stats, "counts": counts}
-            ctx.cache.put("validate", key, {}, {**meta, "engines": engines})
+            portable = [_run_relative(e, ctx.workspace.root) for e in engines]
+            ctx.cache.put("validate", key, {}, {**meta, "engines": portable})
         record.details = {
             "samples": baseline_stats["samples"],
             "overlap_with_calibration": counts["calibration"],
@@ -97,7 +103,7 @@ def validate_stage(
             {
                 **r.to_dict(),
                 "precision_detail": labels.get(r.engine) or r.precision,
-                "baseline_metrics": {k: v for k, v in baseline_stats.items() if k == "accuracy"},
+                "baseline_metrics": {k: v for k, v in baseline_stats.items() if k in BASELINE_METRICS},
             }
             for r in results
         ],
@@ -153,3 +159,19 @@ def validation_gates(shared: dict[str, str], own: dict[str, dict[str, str]], res
             detail = "" if value is not None else "metric not available (no labels or no class output)"
             gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail, problem=problem))
     return gates
+
+
+def _run_relative(description: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The cached copy of an engine's description: its artifact path relative to the run folder
+    (the cache serves other run folders; report.json must name this run's file)."""
+    try:
+        return {**description, "path": str(Path(description["path"]).relative_to(root)), "path_in_run": True}
+    except (KeyError, TypeError, ValueError):
+        return description
+
+
+def _in_run(description: dict[str, Any], root: Path) -> dict[str, Any]:
+    if not description.get("path_in_run"):
+        return description
+    placed = {k: v for k, v in description.items() if k != "path_in_run"}
+    return {**placed, "path": str(root / description["path"])}

@@ -1,0 +1,306 @@
+"""Benchmark statistics: bootstrap intervals on synthetic timings, gates decided on intervals, the
+interleaved stage on real ONNX Runtime sessions and on fake sleeping engines (re-measurement), and
+`optcli run` exiting 1 on a speed gate no measurement can decide."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers import resolver_for
+from onnx import TensorProto, helper
+
+from optcli.backends import EngineContext, create_engine
+from optcli.backends.base import Engine, EngineConfig
+from optcli.backends.onnxruntime import OnnxRuntimeConfig
+from optcli.benchmarking import Cell, Timings, analyze, measure
+from optcli.benchmarking.measure import Schedule
+from optcli.benchmarking.stats import bootstrap, summarize
+from optcli.cache import StageCache
+from optcli.console import SilentUI
+from optcli.gates import GateResult, Threshold, evaluate_interval
+from optcli.recipe.models import BenchmarkSection
+from optcli.stages.benchmark import benchmark_stage
+from optcli.stages.context import StageContext
+from optcli.workspace import Workspace
+
+# -- statistics on synthetic timings ------------------------------------------------------------------
+
+
+def _lognormal_rounds(rng, median: float, rounds: int = 5, runs: int = 40, drift=None) -> list[np.ndarray]:
+    drift = drift if drift is not None else np.ones(rounds)
+    return [median * drift[r] * rng.lognormal(0.0, 0.2, runs) for r in range(rounds)]
+
+
+def test_p50_interval_covers_the_true_median_at_about_the_stated_rate():
+    rng = np.random.default_rng(0)
+    trials, covered = 40, 0
+    for trial in range(trials):
+        rounds = _lognormal_rounds(rng, 2.0)
+        lo, hi = bootstrap(rounds, None, seed=trial, resamples=400).p50
+        covered += lo <= 2.0 <= hi
+    assert covered >= 0.85 * trials  # a 95% interval; stationary rounds: close to nominal
+
+
+def test_speedup_interval_covers_the_true_ratio_and_pairing_cancels_shared_drift():
+    rng = np.random.default_rng(1)
+    drift = np.array([1.0, 2.5, 1.0, 3.0, 1.5])  # background load per round, hitting both engines
+    base = _lognormal_rounds(rng, 4.0, drift=drift)
+    fast = _lognormal_rounds(rng, 1.0, drift=drift)
+    ci = bootstrap(fast, base, seed=3)
+    assert ci.speedup[0] < 4.0 < ci.speedup[1]
+    assert ci.speedup[1] - ci.speedup[0] < 1.5  # paired rounds: the drift cancels in the ratio
+    assert ci.p50[1] / ci.p50[0] > 1.5  # while each engine's own p50 moves with the load
+    unpaired = bootstrap(fast, base[::-1], seed=3).speedup  # rounds not timed together
+    assert unpaired[1] - unpaired[0] > 2 * (ci.speedup[1] - ci.speedup[0])
+
+
+def test_summary_spread_numbers():
+    rounds = [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 9.0]]
+    s = summarize(rounds)
+    assert s.p50 == 1.0 and s.round_medians == [1.0, 1.0]
+    assert s.cv == pytest.approx(np.std([1.0] * 7 + [9.0]) / 2.0)
+    assert s.p90_over_p50 == pytest.approx(np.percentile([1.0] * 7 + [9.0], 90))
+
+
+@pytest.mark.parametrize(
+    ("expr", "interval", "status"),
+    [
+        (">= 2", (2.1, 2.6), "pass"),
+        (">= 2", (1.2, 1.9), "fail"),
+        (">= 2", (1.8, 2.3), "inconclusive"),
+        ("<= 5", (3.0, 4.9), "pass"),
+        ("<= 5", (5.1, 7.0), "fail"),
+        ("< 5", (4.0, 5.0), "inconclusive"),
+        ("== 1", (0.9, 1.1), "inconclusive"),
+        ("== 1", (1.2, 1.3), "fail"),
+        (">= 1", (float("nan"), 2.0), "fail"),
+    ],
+)
+def test_gates_are_decided_on_the_interval(expr, interval, status):
+    assert Threshold.parse(expr).decide(interval) == status
+
+
+def test_inconclusive_gate_record_and_the_recipe_choice():
+    strict = evaluate_interval("benchmark.speedup", "e", 2.05, (1.8, 2.3), ">= 2", "batch size 1")
+    lenient = evaluate_interval("benchmark.speedup", "e", 2.05, (1.8, 2.3), ">= 2", inconclusive_passes=True)
+    assert (strict.status, strict.passed) == ("inconclusive", False)
+    assert (lenient.status, lenient.passed) == ("inconclusive", True)
+    record = strict.to_dict()
+    assert record["threshold"] == {"op": ">=", "value": 2.0} and record["threshold_text"] == ">= 2"
+    assert record["interval"] == [1.8, 2.3] and record["status"] == "inconclusive"
+    assert GateResult.from_dict(record).to_dict() == record  # cached gate records read back whole
+
+
+def test_results_are_reproducible_from_timings_json():
+    rng = np.random.default_rng(2)
+    timings = Timings()
+    for engine, median in (("base", 3.0), ("fast", 1.0)):
+        timings.cells[(engine, 8)] = Cell([list(r) for r in _lognormal_rounds(rng, median)], window_s=1.0)
+    first = [r.to_dict() for r in analyze(timings, "base", max_cv=0.25)]
+    reread = Timings()
+    for engine, sizes in json.loads(json.dumps(timings.to_json())).items():
+        for size, rounds in sizes.items():
+            reread.cells[(engine, int(size))] = Cell(rounds, window_s=1.0)
+    assert [r.to_dict() for r in analyze(reread, "base", max_cv=0.25)] == first
+    fast = first[1]
+    assert fast["speedup_ci"][0] < 3.0 < fast["speedup_ci"][1]
+    assert fast["throughput"] == pytest.approx(8 * 200 / 1.0)  # measured: samples / window
+
+
+def test_iterations_are_split_over_the_rounds():
+    assert Schedule(5, 1, 12, None).slices() == [3, 3, 2, 2, 2]
+    assert Schedule(5, 1, 3, None).slices() == [1, 1, 1]  # fewer runs than rounds
+
+
+# -- the stage, on real ONNX Runtime sessions ---------------------------------------------------------
+
+
+def _matmul_onnx(path: Path) -> Path:
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [16, 8], np.ones(16 * 8, np.float32).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        [weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def _context(tmp_path: Path) -> StageContext:
+    return StageContext(Workspace(tmp_path / "run").prepare(), SilentUI(), StageCache(enabled=False), {})
+
+
+def test_stage_times_real_engines_interleaved_and_writes_timings(tmp_path):
+    path = _matmul_onnx(tmp_path / "tiny.onnx")
+    context = EngineContext({"exported": path}, {"exported": "fp32"}, lambda: None, ["x"], ["y"])
+    engines = [
+        create_engine(OnnxRuntimeConfig(name=name, artifact="exported", threads=1), context).load()
+        for name in ("ort-a", "ort-b")
+    ]
+    settings = BenchmarkSection(
+        batch_sizes=[1, 4], warmup=2, iterations=12, rounds=3, gates={"p50_ms": "<= 10000"}
+    )
+    ctx = _context(tmp_path)
+    bench = benchmark_stage(ctx, settings, engines, resolver_for(("x", ["batch", 16])), {})
+    timings = json.loads((ctx.workspace.root / "timings.json").read_text())
+    assert set(timings) == {"ort-a", "ort-b"} and set(timings["ort-b"]) == {"1", "4"}
+    assert [len(r) for r in timings["ort-b"]["4"]] == [4, 4, 4]  # 12 runs over 3 rounds
+    assert all(ms > 0 for rounds in timings["ort-a"].values() for r in rounds for ms in r)
+    report = bench.report()
+    assert (report["method"], report["rounds"], report["remeasured"]) == ("interleaved", 3, 0)
+    assert report["timings_file"] == "timings.json"
+    result = next(r for r in report["results"] if (r["engine"], r["batch_size"]) == ("ort-b", 4))
+    lat = result["latency_ms"]
+    assert lat["p50_ci"][0] <= lat["p50"] <= lat["p50_ci"][1]
+    assert result["throughput_ci"][0] <= result["throughput"] <= result["throughput_ci"][1]
+    assert result["speedup_ci"][0] <= result["speedup"] <= result["speedup_ci"][1]
+    assert len(result["spread"]["round_medians_ms"]) == 3 and result["iterations"] == 12
+    assert [(g.name, g.engine, g.status) for g in bench.gates] == [("benchmark.p50_ms", "ort-b", "pass")] * 2
+
+
+# -- re-measurement, with fake engines of controlled latency ------------------------------------------
+
+
+class VirtualClock:
+    """Stands in for the benchmark's perf_counter: only the fake engines move it, by exactly their
+    latency, so the timings (and the decisions on them) do not depend on this machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class FakeTimedEngine(Engine):
+    """A fake engine with controlled latency: each run takes `ms` on the clock. `bimodal_passes`:
+    for that many measurement passes (one bind each) runs alternate between 1 ms and 9 ms, so the
+    median sits between the two modes and no interval can be narrow."""
+
+    def __init__(self, name: str, clock: VirtualClock, ms: float, bimodal_passes: int = 0) -> None:
+        super().__init__(EngineConfig(name=name), EngineContext({}, {}, lambda: None, ["x"], ["y"]))
+        self.clock, self.ms, self.bimodal_passes, self.binds, self.calls = clock, ms, bimodal_passes, 0, 0
+
+    def default_label(self) -> str:
+        return "fake"
+
+    @property
+    def precision(self) -> str:
+        return "fp32"
+
+    def _load_impl(self) -> None:
+        pass
+
+    def _bind_impl(self, feeds):
+        self.binds += 1
+        return feeds
+
+    def _run_impl(self, feeds):
+        self.calls += 1
+        bimodal = self.binds <= self.bimodal_passes
+        self.clock.now += ((1.0 if self.calls % 2 else 9.0) if bimodal else self.ms) / 1000
+        return []
+
+
+def test_inconclusive_gate_is_remeasured_with_the_baseline_only(tmp_path, monkeypatch):
+    clock = VirtualClock()
+    monkeypatch.setattr(measure, "time", clock)
+    base = FakeTimedEngine("fake-baseline", clock, 4.0)
+    undecided = FakeTimedEngine("fake-undecided", clock, 1.0, bimodal_passes=99)
+    settled = FakeTimedEngine("fake-settles", clock, 1.0, bimodal_passes=1)  # decided after one re-measure
+    clear = FakeTimedEngine("fake-clear", clock, 1.0)
+    engines = [e.load() for e in (base, undecided, settled, clear)]
+    settings = BenchmarkSection(warmup=1, iterations=32, rounds=8, remeasure=2, gates={"speedup": ">= 2"})
+    ctx = _context(tmp_path)
+    bench = benchmark_stage(ctx, settings, engines, resolver_for(("x", ["batch", 4])), {})
+    gates = {g.engine: g for g in bench.gates}
+    assert gates["fake-clear"].status == "pass" and gates["fake-settles"].status == "pass"
+    assert gates["fake-undecided"].status == "inconclusive" and not gates["fake-undecided"].passed
+    lo, hi = gates["fake-undecided"].interval
+    assert lo < 2.0 < hi
+    assert "still inconclusive after 2 re-measurement(s)" in gates["fake-undecided"].detail
+    assert bench.remeasured == 2
+    # Passes: the clear engine once; the settling one twice; the undecided one and the baseline 3x.
+    assert (clear.binds, settled.binds, undecided.binds, base.binds) == (1, 2, 3, 3)
+    rounds = {r.engine: r.rounds for r in bench.results}
+    assert rounds == {"fake-baseline": 24, "fake-undecided": 24, "fake-settles": 16, "fake-clear": 8}
+    timings = json.loads((ctx.workspace.root / "timings.json").read_text())
+    assert len(timings["fake-undecided"]["1"]) == 24 and len(timings["fake-clear"]["1"]) == 8
+    assert timings["fake-clear"]["1"][0] == pytest.approx([1.0] * 4)  # the clock's ms, as timed
+    # The bimodal engine is flagged noisy (CV 0.8 > 0.25), in the report and as one warning line.
+    noisy = {r["engine"] for r in bench.report()["results"] if r["noisy"]}
+    assert bench.report()["noisy"] and noisy == {"fake-undecided", "fake-settles"}
+    (warning,) = [w for w in ctx.warnings if "noisy latency" in w]
+    assert "fake-undecided at batch 1 (CV 0.8" in warning and "fake-clear" not in warning
+
+
+# -- optcli run: a speed gate no measurement can decide -----------------------------------------------
+
+COIN_MODEL = '''
+import itertools
+import time
+
+import torch
+from torch import nn
+
+_TICKS = itertools.count()
+
+
+class CoinSleep(nn.Module):
+    """Every other forward sleeps 1 ms, the others 9 ms: the median sits between the two."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        time.sleep(0.001 if next(_TICKS) % 2 else 0.009)
+        return self.fc(x)
+
+
+def make():
+    torch.manual_seed(0)
+    return CoinSleep().eval()
+'''
+
+
+def test_run_exits_1_on_an_undecidable_speed_gate_unless_the_recipe_allows_it(model_dir, cli):
+    (model_dir / "coin.py").write_text(COIN_MODEL)
+    # The candidate is the same eager model as the baseline: its speedup is 1 with a wide interval.
+    recipe = model_dir / "recipe.yaml"
+    recipe.write_text(
+        "name: coin\n"
+        "model: {source: coin.py:make, inputs: [{name: x, shape: [batch, 16]}]}\n"
+        "export: {exporter: torchscript, verify: false}\n"
+        "build: [{name: eager-copy, engine: torch}]\n"
+        "validate: {samples: 4, batch_size: 4}\n"
+        "benchmark: {warmup: 1, iterations: 8, rounds: 2, remeasure: 1, gates: {speedup: '>= 1'}}\n"
+    )
+    out = model_dir / "out"
+    cmd = [sys.executable, "-m", "optcli", "run", str(recipe), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "INCONCLUSIVE (1 gate(s) could not be decided" in " ".join(done.stderr.split())
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "finished" and report["verdict"] == "inconclusive"
+    (gate,) = [g for g in report["gates"] if g["name"] == "benchmark.speedup"]
+    assert (gate["status"], gate["passed"], gate["engine"]) == ("inconclusive", False, "eager-copy")
+    assert gate["interval"][0] < 1.0 < gate["interval"][1]
+    assert gate["threshold"] == {"op": ">=", "value": 1.0}
+    assert report["benchmark"]["remeasured"] == 1
+
+    # The same run in-process (the subprocess proved the entry point), letting inconclusive pass.
+    code, _, err = cli("run", recipe, "--out", out, "--set", "benchmark.inconclusive=pass")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "inconclusive"
+    (gate,) = [g for g in report["gates"] if g["name"] == "benchmark.speedup"]
+    assert (gate["status"], gate["passed"]) == ("inconclusive", True)
