@@ -69,6 +69,9 @@ HELP = {
     "cache": (["cache"], ["ls", "prune", "OPTCLI_CACHE_DIR", "--no-cache"]),
     "cache ls": (["cache", "ls"], ["stage"]),
     "cache prune": (["cache", "prune"], ["--older-than", "30d"]),
+    "report": (["report"], ["schema"]),
+    "report schema": (["report", "schema"], ["JSON Schema", "schema_version"]),
+    "sweep": (["sweep"], ["SWEEP_FILE", "--executor", "--ray-address", "--resume", "--only", "worst cell"]),
 }
 
 
