@@ -122,9 +122,14 @@ def rank_layers(
     """Layers worst first. ORT-style Q/DQ graphs get the full diagnosis; when its name matching finds
     nothing (NNCF names its Q/DQ tensors q_output_*/dq_output_*), the one-at-a-time sweep alone ranks
     every quantized activation by the noise it adds at the outputs, under its producer's name."""
-    from optcli.quantization.diagnose import diagnose
+    import logging
 
-    layers = diagnose(float_path, qdq_path, batches, input_names, time_budget_s=budget_s)
+    from optcli.quantization.diagnose import diagnose
+    from optcli.quiet import quiet_loggers
+
+    # ORT's weight matching logs an error for every NNCF-named weight it cannot pair: expected here.
+    with quiet_loggers("", level=logging.CRITICAL):
+        layers = diagnose(float_path, qdq_path, batches, input_names, time_budget_s=budget_s)
     if layers:
         return layers
     return _sweep_activations(float_path, qdq_path, batches, input_names, budget_s)
