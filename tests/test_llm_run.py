@@ -97,6 +97,8 @@ def test_missing_backend_is_exit_3_with_the_fix(tmp_path, overrides, message):
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
     output = done.stdout + done.stderr
     assert message in output and "hint:" in output
+    if "llmcompressor" in message:
+        assert "scripts/llm_venv.sh" in output  # the command that builds its environment
 
 
 @pytest.mark.slow

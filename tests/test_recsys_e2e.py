@@ -66,7 +66,7 @@ def shared_cache(tmp_path_factory) -> Path:
 
 
 def _run(tmp_path: Path, cache: Path, **fields: str) -> tuple[subprocess.CompletedProcess, dict | None]:
-    values = {"bits": 8, "op_types": "", "data": VALIDATION, "gates": "{}", **fields}
+    values = {"bits": 8, "op_types": "op_types: [Gemm]", "data": VALIDATION, "gates": "{}", **fields}
     recipe = tmp_path / "recsys.yaml"
     recipe.write_text(RECIPE.format(**values))
     env = {**os.environ, "OPTCLI_CACHE_DIR": str(cache)}

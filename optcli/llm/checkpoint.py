@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from optcli.errors import MissingDependencyError, UserInputError
 from optcli.optional import OptionalPackage
+from optcli.quiet import verbose
 
 INSTALL = "pip install 'optcli[llm]'"
 TRANSFORMERS = OptionalPackage("transformers", "transformers", ("transformers",), INSTALL)
@@ -30,7 +34,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 def transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: never try the hub
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # compressed-tensors draws a bar per (de)compression
     try:
         import transformers as module
     except ImportError as exc:
@@ -39,6 +42,28 @@ def transformers():
         ) from exc
     module.utils.logging.disable_progress_bar()
     return module
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """compressed-tensors and llmcompressor draw a tqdm bar per (de)compression, dispatch and calibration
+    layer, most with an explicit `disable=` that TQDM_DISABLE cannot override: disable every bar inside
+    the block (with --verbose, leave them)."""
+    if verbose():
+        yield
+        return
+    import tqdm
+
+    original = tqdm.tqdm.__init__
+
+    def silent(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **{**kwargs, "disable": True})
+
+    tqdm.tqdm.__init__ = silent  # the base class: tqdm.auto's and `from tqdm import tqdm` alike
+    try:
+        yield
+    finally:
+        tqdm.tqdm.__init__ = original
 
 
 def compressed_tensors():
@@ -105,12 +130,19 @@ def save_compressed(model: Any, source: Path, folder: Path) -> dict[str, Any]:
     """Compress the quantized modules in place and save; config.json gets the `quantization_config`
     vLLM reads (quant_method compressed-tensors). Returns that config."""
     compressed_tensors()
-    from compressed_tensors.compressors import ModelCompressor
+    if getattr(model.save_pretrained, "_overridden", False):
+        # llmcompressor's oneshot wrapped save_pretrained: its own path compresses, writes the config
+        # vLLM expects and recipe.yaml, and undoes the offloading it set up for calibration.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Attempting to save a model with offloaded modules")
+            model.save_pretrained(str(folder), save_compressed=True)
+    else:
+        from compressed_tensors.compressors import ModelCompressor
 
-    compressor = ModelCompressor.from_pretrained_model(model)
-    compressor.compress_model(model)
-    model.save_pretrained(str(folder))
-    compressor.update_config(str(folder))
+        compressor = ModelCompressor.from_pretrained_model(model)
+        compressor.compress_model(model)
+        model.save_pretrained(str(folder))
+        compressor.update_config(str(folder))
     _copy_tokenizer(source, folder)
     return read_quantization_config(folder)
 

@@ -33,6 +33,7 @@ from optcli.llm.stages import (
 from optcli.llm.text_data import check_disjoint, read_texts, texts_digest, token_windows
 from optcli.manifest import MANIFEST_FILE, manifest_data
 from optcli.pipeline import _recipe_record, _record_failure, _stage_entry, cache_versions
+from optcli.quiet import quiet_loggers
 from optcli.report.files import artifact_record, write_reports
 from optcli.report.model import RunReport, command_record, utc_now
 from optcli.stages.context import UI, StageContext
@@ -80,7 +81,7 @@ def _run_locked(recipe: LlmRecipe, ctx: StageContext) -> LlmReport:
         report.environment = environment.describe()
         ctx.enter("preflight")
         python = preflight(recipe)
-        with torch_threads(recipe.threads):
+        with torch_threads(recipe.threads), checkpoint.no_progress_bars(), quiet_loggers("torch.fx"):
             _execute(ctx, recipe, report, artifacts, python)
         ctx.enter("report")
         report.status = "finished"
@@ -169,6 +170,7 @@ def _execute(
     report.llm = {
         "model": {"source": str(source), "random_weights_seed": seed, "baseline_bytes": baseline_bytes},
         "tool": recipe.quantization.tool,
+        "libraries": library_versions(),  # the tool's version among them (llmcompressor, compressed-tensors)
         "data": data["summary"],
         "schemes": {},
     }

@@ -3,12 +3,16 @@
 compressed-tensors: the preset scheme is attached to every Linear but the ignored ones, and each
 weight's scale (and zero point) comes from its own range per channel or group: round to nearest.
 The three schemes quantize activations dynamically per token (or not at all), so this needs no
-calibration data. llmcompressor: its `oneshot` with a QuantizationModifier on the calibration
-windows; it pins transformers<=5.17, so it is an extra of its own.
+calibration data. llmcompressor: its `oneshot` on the calibration windows, with GPTQModifier for the
+integer-weight schemes (W8A8, W4A16: each layer's rounding error is compensated on the calibration
+activations) and QuantizationModifier for FP8_DYNAMIC (data-free, as llmcompressor's own FP8 example).
+The presets' activations stay dynamic either way. llmcompressor pins transformers<=5.17 and
+compressed-tensors 0.19, so it needs an environment of its own (scripts/llm_venv.sh makes one).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -20,8 +24,10 @@ from optcli.llm.checkpoint import COMPRESSED_TENSORS, TRANSFORMERS, compressed_t
 from optcli.optional import OptionalPackage
 
 LLMCOMPRESSOR_INSTALL = (
-    "pip install 'optcli[llmcompressor]' in an environment with transformers>=5.15,<=5.17 "
-    "(llmcompressor 0.14 pins them), or use quantization.tool: compressed-tensors"
+    "run optcli from an environment of its own: scripts/llm_venv.sh (in the optcli checkout) builds "
+    "one and prints its python, or pip install 'optcli[llmcompressor]' into a fresh venv (llmcompressor "
+    "0.14 pins transformers<=5.17 and compressed-tensors 0.19: not beside optcli[llm]); or use "
+    "quantization.tool: compressed-tensors"
 )
 LLMCOMPRESSOR = OptionalPackage("llmcompressor", "llmcompressor", ("llmcompressor",), LLMCOMPRESSOR_INSTALL)
 # What `optcli doctor` lists for pipeline: llm.
@@ -33,6 +39,13 @@ class Quantized:
     seconds: float
     peak_rss_mb: float  # the process's peak resident set so far (getrusage)
     quantized_modules: int
+
+
+def method(tool: str, scheme: str) -> str:
+    """How `tool` quantizes `scheme` (recorded in the report and part of the cache key)."""
+    if tool != "llmcompressor":
+        return "round-to-nearest"
+    return f"llmcompressor {'QuantizationModifier' if scheme.startswith('FP8') else 'GPTQModifier'}"
 
 
 def quantize(model: Any, scheme: str, tool: str, ignore: list[str], calibration: Any | None) -> Quantized:
@@ -97,8 +110,12 @@ def _weight_range(weight: Any, args: Any) -> tuple[Any, Any]:
 
 
 def _oneshot(model: Any, scheme: str, ignore: list[str], calibration: Any | None) -> None:
+    # INFO lines per lifecycle step and "No accelerator available" per call: keep only errors (the
+    # user's own LLM_COMPRESSOR_LOG_LEVEL wins); read when llmcompressor is first imported.
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
     try:
         from llmcompressor import oneshot
+        from llmcompressor.modifiers.gptq import GPTQModifier
         from llmcompressor.modifiers.quantization import QuantizationModifier
     except ImportError as exc:
         raise MissingDependencyError(
@@ -111,10 +128,11 @@ def _oneshot(model: Any, scheme: str, ignore: list[str], calibration: Any | None
         "input_ids": [w.tolist() for w in calibration],
         "attention_mask": [[1] * calibration.shape[1]] * len(calibration),
     }
+    modifier = QuantizationModifier if scheme.startswith("FP8") else GPTQModifier  # as method() says
     oneshot(
         model=model,
         dataset=Dataset.from_dict(rows),
-        recipe=QuantizationModifier(targets="Linear", scheme=scheme, ignore=list(ignore)),
+        recipe=modifier(targets="Linear", scheme=scheme, ignore=list(ignore)),
         max_seq_length=int(calibration.shape[1]),
         num_calibration_samples=len(calibration),
     )

@@ -60,8 +60,8 @@ class LlmQuantizationSection(StrictModel):
     tool: Literal["compressed-tensors", "llmcompressor"] = Field(
         "compressed-tensors",
         description="compressed-tensors: weights rounded to nearest from their own ranges (data-free, "
-        "the schemes' dynamic activations need no calibration); llmcompressor: its oneshot API with "
-        "a QuantizationModifier on the calibration text (pip install 'optcli[llmcompressor]').",
+        "the schemes' dynamic activations need no calibration); llmcompressor: its oneshot API on the "
+        "calibration text, GPTQ for W8A8/W4A16 (an environment of its own: scripts/llm_venv.sh).",
     )
     scheme: list[Scheme] = Field(
         default_factory=lambda: ["W8A8"],

@@ -16,7 +16,7 @@ from optcli import interrupts
 from optcli.artifacts import Artifact
 from optcli.cache import make_key, sha256_file
 from optcli.llm import checkpoint, evaluate
-from optcli.llm.quantize import quantize
+from optcli.llm.quantize import method, quantize
 from optcli.stages.context import StageContext
 
 LIBRARIES = ("transformers", "compressed-tensors", "llmcompressor", "safetensors", "tokenizers")
@@ -75,8 +75,10 @@ def quantize_stage(
     calibration: Any | None,
 ) -> Checkpoint:
     """One scheme's checkpoint folder `<run>/<scheme>/`, from the cache or quantized now."""
+    how = method(settings.tool, scheme)
     key = make_key(
-        "llm-quantize", {**identity, "scheme": scheme, "tool": settings.tool, "ignore": settings.ignore}
+        "llm-quantize",
+        {**identity, "scheme": scheme, "tool": settings.tool, "method": how, "ignore": settings.ignore},
     )
     entry = ctx.cache.get("llm-quantize", key)
     with ctx.stage(f"quantize {scheme}") as record:
@@ -90,6 +92,7 @@ def quantize_stage(
                 done = quantize(model, scheme, settings.tool, settings.ignore, calibration)
                 config = checkpoint.save_compressed(model, source, tmp)
                 meta = {
+                    "method": how,
                     "quantize_seconds": done.seconds,
                     "peak_rss_mb": done.peak_rss_mb,
                     "quantized_modules": done.quantized_modules,

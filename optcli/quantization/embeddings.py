@@ -14,7 +14,7 @@ the data before any engine runs (`id_limits`, `check_ids`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -270,33 +270,30 @@ def quantize_embeddings(src: Path, dst: Path, settings: EmbeddingSettings) -> di
     return embedding_report(settings, tables, chosen, kept)
 
 
-@dataclass
-class TableRecord:
-    name: str
-    rows: int
-    dim: int
-    bits: int
-    bytes_before: int
-    bytes_after: int
-    kept_reason: str | None = None
-
-
 def embedding_report(settings: EmbeddingSettings, tables, chosen, kept: dict[str, str]) -> dict[str, Any]:
     # Per row: dim values of `bits`, a float32 scale and a zero point of `bits` (packed for 4 bits).
     per_row = {8: lambda d: d + 4 + 1, 4: lambda d: (d + 1) // 2 + 4 + 0.5}
-    records = []
-    for t in tables:
-        after = int(t.rows * per_row[settings.bits](t.dim)) if t in chosen else t.nbytes
-        bits = settings.bits if t in chosen else 32
-        records.append(
-            TableRecord(t.initializer, t.rows, t.dim, bits, t.nbytes, after, kept.get(t.initializer))
-        )
-    before, after = sum(r.bytes_before for r in records), sum(r.bytes_after for r in records)
+    names = {t.initializer for t in chosen}
+    records = [
+        {
+            "name": t.initializer,
+            "rows": t.rows,
+            "dim": t.dim,
+            "bits": settings.bits if t.initializer in names else 32,
+            "bytes_before": t.nbytes,
+            "bytes_after": int(t.rows * per_row[settings.bits](t.dim))
+            if t.initializer in names
+            else t.nbytes,
+            "kept_reason": kept.get(t.initializer),
+        }
+        for t in tables
+    ]
+    before, after = sum(r["bytes_before"] for r in records), sum(r["bytes_after"] for r in records)
     return {
         "bits": settings.bits,
         "scheme": "row-wise asymmetric (per-row scale and zero point), com.microsoft.GatherBlockQuantized",
         "quantized_tables": len(chosen),
-        "tables": [asdict(r) for r in records],
+        "tables": records,
         "table_bytes": {"before": before, "after": after, "ratio": after / before if before else None},
     }
 
