@@ -1,13 +1,14 @@
 """The recsys example's done-when numbers: AUC, log loss, calibration and model size with row-wise INT8
 and 4-bit embedding tables (INT8 MLPs both times), and the throughput each engine reaches at
-p99 <= 10 ms (optcli.slo: batch and thread search on real validation samples).
+p99 <= 10 ms (benchmark.mode slo: batch and thread search on real validation samples).
 
     python bench/recsys.py                          # the full model (26 tables, 394 MB FP32)
     python bench/recsys.py --variant small --max-batch 512   # a quick check of the script
     options: --out DIR --p99-ms 10 --threads 1 2 --json results.json
 
-Runs `optcli run recipes/recsys.yaml` twice (bits 8 and 4, benchmark off), then times PyTorch
-eager FP32, ORT FP32 and both INT8 artifacts with the SLO search. Prints one markdown table.
+Runs `optcli run recipes/recsys.yaml` twice, with the recipe's SLO benchmark: 8-bit tables (PyTorch
+eager FP32, ORT FP32, ORT INT8), then 4-bit tables (ORT INT8 only; its ratio is against the PyTorch
+baseline searched in that run). Prints one markdown table.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def recipe_for(variant: str, bits: int, out: Path) -> Path:
-    """recipes/recsys.yaml for `variant` and table bits (the small variant: 4 dense, 3 tables)."""
+def recipe_for(variant: str, bits: int, out: Path, slo: dict[str, Any]) -> Path:
+    """recipes/recsys.yaml for `variant` and table bits (the small variant: 4 dense, 3 tables), with
+    `slo` changes to its benchmark.slo; the 4-bit run builds the INT8 engine only."""
     recipe = yaml.safe_load((ROOT / "recipes" / "recsys.yaml").read_text())
     recipe["quantization"]["embeddings"]["bits"] = bits
-    recipe["benchmark"] = {"enabled": False}
+    recipe["benchmark"]["slo"].update(slo)
+    if bits != 8:
+        recipe["build"] = [entry for entry in recipe["build"] if entry["artifact"] == "quantized"]
     if variant == "small":
         recipe["model"]["inputs"] = [
             {"name": "dense", "shape": ["batch", 4], "dtype": "float32"},
@@ -58,45 +62,6 @@ def run_recipe(recipe: Path, out: Path) -> dict[str, Any]:
     return report
 
 
-def engines(variant: str, runs: dict[int, Path]):
-    """label -> engine_for(threads): PyTorch eager FP32, ORT FP32, ORT INT8 with 8/4-bit tables."""
-    from optcli.backends import EngineContext, create_engine
-    from optcli.backends.onnxruntime import OnnxRuntimeConfig
-    from optcli.backends.torch_engine import TorchConfig
-    from optcli.examples.recsys import load_model
-
-    model = load_model(variant)
-
-    def context(path: Path) -> EngineContext:
-        return EngineContext(
-            artifacts={"exported": str(runs[8] / "exported.onnx"), "quantized": str(path)},
-            precisions={"exported": "fp32", "quantized": "int8"},
-            torch_model=lambda: model,
-            input_names=["dense", "sparse"],
-            output_names=["ctr"],
-        )
-
-    configs = {
-        "pytorch-eager-fp32": (lambda t: TorchConfig(threads=t), runs[8]),
-        "ort-fp32": (lambda t: OnnxRuntimeConfig(artifact="exported", threads=t), runs[8]),
-        "ort-int8 (8-bit tables)": (lambda t: OnnxRuntimeConfig(artifact="quantized", threads=t), runs[8]),
-        "ort-int8 (4-bit tables)": (lambda t: OnnxRuntimeConfig(artifact="quantized", threads=t), runs[4]),
-    }
-    opened: list[Any] = []
-
-    def factory(make, run: Path):
-        def engine_for(threads):
-            for engine in opened:  # one engine at a time holds its memory
-                engine.close()
-            opened.clear()
-            opened.append(create_engine(make(threads), context(run / "quantized.onnx")).load())
-            return opened[0]
-
-        return engine_for
-
-    return {label: factory(make, run) for label, (make, run) in configs.items()}, opened
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=["full", "small"], default="full")
@@ -106,35 +71,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from optcli.examples.recsys import validation_batches
-    from optcli.slo import SloSettings, feeds_of, sample_pool, search, with_speedups
-
     args.out.mkdir(parents=True, exist_ok=True)
-    runs, reports = {}, {}
+    slo = {"p99_ms": args.p99_ms, "max_batch": args.max_batch, "threads": args.threads}
+    reports = {}
     for bits in (8, 4):
-        runs[bits] = args.out / f"tables-{bits}bit"
-        reports[bits] = run_recipe(recipe_for(args.variant, bits, args.out), runs[bits])
-    pool = sample_pool(
-        validation_batches(args.variant, samples=args.max_batch), ["dense", "sparse"], args.max_batch
-    )
-    settings = SloSettings(p99_ms=args.p99_ms, max_batch=args.max_batch, threads=args.threads)
-    factories, opened = engines(args.variant, runs)
+        recipe = recipe_for(args.variant, bits, args.out, slo)
+        reports[bits] = run_recipe(recipe, args.out / f"tables-{bits}bit")
     results = []
-    for label, engine_for in factories.items():
-        results.append(search(label, engine_for, feeds_of(pool), settings))
-        print(
-            f"{label}: batch {results[-1].batch_size}, {results[-1].throughput:.0f} samples/s",
-            file=sys.stderr,
-        )
-    for engine in opened:
-        engine.close()
-    with_speedups(results, "pytorch-eager-fp32")
+    for bits, report in reports.items():
+        slo_results = report["benchmark"]["slo"]["results"]
+        for r in slo_results if bits == 8 else slo_results[1:]:  # [0]: the baseline, searched again
+            quantized = r["engine"] == "ort-int8"
+            results.append({**r, "engine": r["engine"] + (f" ({bits}-bit tables)" if quantized else "")})
     print(table(reports, results, args.p99_ms))
     if args.json:
-        data = {
-            "reports": {b: _summary(r) for b, r in reports.items()},
-            "slo": [r.to_dict() for r in results],
-        }
+        data = {"reports": {b: _summary(r) for b, r in reports.items()}, "slo": results}
         args.json.write_text(json.dumps(data, indent=2, default=str))
 
 
@@ -176,11 +127,10 @@ def table(reports: dict[int, dict], results, p99_ms: float) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in results:
-        p99 = f"{r.p99_ms:.2f}" if r.p99_ms is not None else "-"
-        speedup = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
-        lines.append(
-            f"| {r.engine} | {r.batch_size} | {r.threads} | {p99} | {r.throughput:.0f} | {speedup} |"
-        )
+        p99 = f"{r['p99_ms']:.2f}" if r["p99_ms"] is not None else "-"
+        speedup = f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
+        cells = [r["engine"], r["batch_size"], r["threads"], p99, f"{r['throughput']:.0f}", speedup]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

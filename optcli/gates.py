@@ -30,12 +30,17 @@ VALIDATION_METRICS = {
     "logloss_increase": "candidate log loss minus baseline log loss (0/1 labels)",
     "calibration": "mean predicted CTR / observed CTR (0/1 labels; 1 is calibrated)",
 }
-BENCHMARK_METRICS = {
+LATENCY_METRICS = {  # benchmark.mode: latency
     "speedup": "baseline p50 latency / engine p50 latency, per batch size",
     "p50_ms": "median latency in milliseconds",
     "p99_ms": "99th percentile latency in milliseconds",
     "throughput": "measured samples per second (samples / wall time of the timed runs)",
 }
+SLO_METRICS = {  # benchmark.mode: slo
+    "slo_throughput": "samples/s at the largest batch (and threads) whose p99 meets benchmark.slo.p99_ms",
+    "slo_speedup": "slo_throughput / the baseline's slo_throughput",
+}
+BENCHMARK_METRICS = {**LATENCY_METRICS, **SLO_METRICS}
 
 
 def _finite(value: float | None) -> bool:

@@ -256,7 +256,7 @@ def _measure(
             timed = to_benchmark(engines().engines, report.gates) if plan.target else engines().engines
             ctx.enter("benchmark")
             own = _own_gates(engines().descriptions, configs)
-            benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver, own)
+            benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver, own, data.validation)
             report.benchmark = benchmark.report()
             report.gates += benchmark.gates
         report.engines = described or engines().descriptions

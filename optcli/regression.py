@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from pydantic import Field, create_model, field_validator
 
-from optcli.gates import BENCHMARK_METRICS, VALIDATION_METRICS, Threshold
+from optcli.gates import LATENCY_METRICS as MEASURED_LATENCY
+from optcli.gates import VALIDATION_METRICS, Threshold
 from optcli.strict import StrictModel
 
 _RULE = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
@@ -31,8 +32,8 @@ _RULE = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)
 DEFAULT_RULES = {"p50_ms": "<= +5%", "cosine": ">= -0.0005", "accuracy": ">= -0.002"}
 
 # Metrics measured per engine and batch size (benchmark) and per engine (validation).
-LATENCY_METRICS = tuple(BENCHMARK_METRICS)
-REGRESSION_METRICS = {**BENCHMARK_METRICS, **VALIDATION_METRICS}
+LATENCY_METRICS = tuple(MEASURED_LATENCY)
+REGRESSION_METRICS = {**MEASURED_LATENCY, **VALIDATION_METRICS}
 
 
 @dataclass(frozen=True)

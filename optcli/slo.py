@@ -23,14 +23,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from optcli.gates import GateResult, evaluate
+from optcli import interrupts
+from optcli.gates import SLO_METRICS, GateResult, engine_gates, evaluate
 from optcli.strict import StrictModel
 
 MIN_RUNS = 5
-SLO_METRICS = {
-    "slo_throughput": "samples/s at the largest batch (and threads) whose p99 meets benchmark.slo.p99_ms",
-    "slo_speedup": "slo_throughput / the baseline's slo_throughput",
-}
 
 
 class SloSettings(StrictModel):
@@ -43,7 +40,9 @@ class SloSettings(StrictModel):
     )
     threads: list[int | None] = Field(
         default_factory=lambda: [None],
-        description="Intra-op thread settings to try per engine (null: the runtime's default).",
+        description="Intra-op thread settings to try per engine (null: the engine as built, i.e. its "
+        "own or benchmark.threads, else the runtime's default). Engines without a threads setting "
+        "are searched once.",
     )
     warmup: int = Field(5, ge=0, description="Untimed runs before each probe.")
     iterations: int = Field(200, ge=MIN_RUNS, description="Timed runs per probe (p99 needs many).")
@@ -126,6 +125,7 @@ def search_threads(
     def at(batch: int) -> Probe:
         if batch not in probes:
             probes[batch] = probe(engine, feeds_for(batch), batch, threads, settings, clock)
+            interrupts.check()
         return probes[batch]
 
     good, bad, batch = 0, None, 1
@@ -209,8 +209,15 @@ def with_speedups(results: list[SloResult], baseline: str) -> list[SloResult]:
     return results
 
 
-def slo_gates(gates: dict[str, str], results: list[SloResult], baseline: str) -> list[GateResult]:
-    """`slo_throughput` / `slo_speedup` gates for every engine but the baseline."""
+def slo_gates(
+    gates: dict[str, str],
+    results: list[SloResult],
+    baseline: str,
+    own: dict[str, dict[str, str]] | None = None,
+) -> list[GateResult]:
+    """`slo_throughput` / `slo_speedup` gates (shared, or an engine's own) for every engine but the
+    baseline, on point values: each is the best of many probes, not a sample with an interval."""
+    base = next((r for r in results if r.engine == baseline), None)
     out = []
     for result in results:
         if result.engine == baseline:
@@ -221,7 +228,11 @@ def slo_gates(gates: dict[str, str], results: list[SloResult], baseline: str) ->
             if result.batch_size
             else f"no batch size meets p99 <= {result.p99_budget_ms:g} ms"
         )
-        for metric, expr in gates.items():
-            if metric in SLO_METRICS:
-                out.append(evaluate(f"benchmark.{metric}", result.engine, values[metric], expr, detail))
+        for metric, expr in engine_gates(gates, (own or {}).get(result.engine, {}), SLO_METRICS).items():
+            if metric not in SLO_METRICS:
+                continue
+            why = detail
+            if metric == "slo_speedup" and base is not None and not base.batch_size:
+                why += f"; the baseline meets p99 <= {base.p99_budget_ms:g} ms at no batch size"
+            out.append(evaluate(f"benchmark.{metric}", result.engine, values[metric], expr, why))
     return out

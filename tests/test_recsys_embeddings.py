@@ -18,6 +18,7 @@ from optcli.quantization.embeddings import (
     quantize_embeddings,
     quantize_rows_uint8,
 )
+from optcli.quantization.summary import precision_by_op
 from tests.helpers import run_onnx
 
 BIG, SMALL = (300, 24), (100, 16)  # 24: not a power of two, the block is padded to 32 (one per row)
@@ -94,6 +95,10 @@ def test_row_wise_quantization(tmp_path, bits):
     per_row = {8: BIG[1] + 5, 4: BIG[1] / 2 + 4.5}[bits]
     assert rows["big"]["bytes_after"] == int(BIG[0] * per_row) and rows["big"]["bytes_before"] == 300 * 24 * 4
     assert record["quantized_tables"] == 1 and record["table_bytes"]["ratio"] < 1
+    # The quantized table counts as its bits, the one kept as a plain Gather as FP32.
+    by_op = precision_by_op(model)
+    assert by_op["GatherBlockQuantized"] == {{8: "int8", 4: "int4"}[bits]: 1}
+    assert by_op["Gather"]["fp32"] >= 1 and set(by_op["Gather"]) == {"fp32"}
 
 
 def test_uint8_rows_exact_scheme():

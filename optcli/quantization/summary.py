@@ -113,6 +113,10 @@ def node_precisions(model: onnx.ModelProto, types: dict[str, int]) -> list[tuple
         if node.op_type in _INTEGER_OPS:
             result.append((node, "int8"))
             continue
+        if node.op_type == "GatherBlockQuantized":  # a row-wise quantized table: its bits say which
+            bits = next((attr.i for attr in node.attribute if attr.name == "bits"), 4)  # the op's default
+            result.append((node, "int8" if bits == 8 else "int4"))
+            continue
         operands = node.input[:2] if node.op_type in _WITH_BIAS else node.input
         float_inputs = [name for name in operands if name and types.get(name) in _FLOATS | {0}]
         sources = [produced_by.get(name) for name in float_inputs]

@@ -60,3 +60,38 @@ def batch_sizes_in_dims(cls, section: BenchmarkSection, info: ValidationInfo) ->
             "that range: widen it or change the batch size",
         )
     return section
+
+
+def mode_settings_agree(cls, section: BenchmarkSection, info: ValidationInfo) -> BenchmarkSection:
+    """benchmark.mode slo needs benchmark.slo (and slo needs mode slo); each mode's gates measure
+    different things, so a gate of the other mode (shared or an engine's own) would never be decided."""
+    from optcli.gates import LATENCY_METRICS, SLO_METRICS
+
+    slo = section.mode == "slo"
+    if slo and section.slo is None:
+        raise FieldProblem("slo", "benchmark.mode is slo: set the budget here, e.g. slo: {p99_ms: 10}")
+    if not slo and section.slo is not None:
+        raise FieldProblem("mode", "benchmark.slo is set but mode is latency: set mode: slo to use it")
+    if slo and info.data.get("target") is not None:
+        raise FieldProblem(
+            "mode", "target ranks its candidates by latency at batch_sizes[0]; use mode latency with a target"
+        )
+    other, allowed = (LATENCY_METRICS, SLO_METRICS) if slo else (SLO_METRICS, LATENCY_METRICS)
+    own = [(f"build.{e.name or e.engine}.gates", e.gates) for e in info.data.get("build") or []]
+    for where, gates in [("benchmark.gates", section.gates), *own]:
+        wrong = sorted(set(gates) & set(other))
+        if wrong:
+            raise FieldProblem(
+                "gates" if where == "benchmark.gates" else "mode",
+                f"{where}: {', '.join(wrong)} are benchmark.mode {'latency' if slo else 'slo'} gates; "
+                f"mode {section.mode} measures {', '.join(allowed)}",
+            )
+    model = info.data.get("model")
+    batch = model.dims.get(model.batch_dim) if model is not None else None
+    if slo and batch is not None and section.slo.max_batch > batch.max:
+        raise FieldProblem(
+            "slo.max_batch",
+            f"{section.slo.max_batch} is above model.dims.{model.batch_dim}.max ({batch.max}); the "
+            "artifacts accept only that range: widen it or lower max_batch",
+        )
+    return section

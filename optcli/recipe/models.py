@@ -16,6 +16,7 @@ from optcli.passes import PASSES, PassConfig
 from optcli.quantization import QuantizationSettings
 from optcli.recipe import crossfield
 from optcli.regression import RegressionSection
+from optcli.slo import SloSettings
 from optcli.specs import DimRange, InputSpec
 from optcli.strict import StrictModel
 
@@ -123,9 +124,16 @@ class ValidateSection(StrictModel):
 
 
 class BenchmarkSection(StrictModel):
-    """Latency of the baseline and every engine, per batch size, timed in interleaved rounds."""
+    """Latency of the baseline and every engine per batch size, in interleaved rounds (mode slo: the
+    throughput each reaches within a p99 budget)."""
 
     enabled: bool = Field(True, description="Run the benchmark.")
+    mode: Literal["latency", "slo"] = Field(
+        "latency",
+        description="latency: time batch_sizes in rounds; slo: the largest batch and threads whose p99 "
+        "meets slo.p99_ms, on validation samples (gates slo_throughput, slo_speedup).",
+    )
+    slo: SloSettings | None = Field(None, description="The latency budget and search of mode slo.")
     batch_sizes: list[int] = Field(
         default_factory=lambda: [1], min_length=1, description="Batch sizes to time."
     )
@@ -271,6 +279,7 @@ class Recipe(StrictModel):
 
     _class_output = field_validator("validate_")(crossfield.class_output_is_an_output)
     _batch_sizes = field_validator("benchmark")(crossfield.batch_sizes_in_dims)
+    _slo_mode = field_validator("benchmark")(crossfield.mode_settings_agree)
 
     @model_validator(mode="after")
     def _unique_engine_names(self) -> Recipe:

@@ -11,11 +11,14 @@ from optcli.report.svg import latency_chart, layer_chart
 from optcli.report.tables import (
     BENCHMARK_HEADER,
     GATES_HEADER,
+    SLO_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
     gate_failed,
     gate_rows,
     outcome,
+    slo_rows,
+    slo_title,
     validation_rows,
 )
 
@@ -106,6 +109,8 @@ def render_html(report: dict[str, Any], timings: dict[str, Any] | None = None) -
         parts.append(gates_section(report))
     if (report.get("benchmark") or {}).get("results"):
         parts.append(latency_section(report, timings))
+    elif (report.get("benchmark") or {}).get("slo"):
+        parts.append(f"<h2>{escape(slo_title(report))}</h2>" + _table(SLO_HEADER, slo_rows(report)))
     if report.get("validation"):
         parts.append("<h2>Accuracy vs the baseline</h2>" + _table(VALIDATION_HEADER, validation_rows(report)))
     layers = (report.get("quantization") or {}).get("diagnosis") or []

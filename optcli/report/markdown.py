@@ -11,6 +11,7 @@ from optcli.report.tables import (
     ERROR_HEADER,
     GATES_HEADER,
     SELECTION_HEADER,
+    SLO_HEADER,
     VALIDATION_HEADER,
     benchmark_rows,
     error_rows,
@@ -18,6 +19,8 @@ from optcli.report.tables import (
     gate_rows,
     outcome,
     selection_rows,
+    slo_rows,
+    slo_title,
     validation_rows,
 )
 
@@ -120,7 +123,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             _table(VALIDATION_HEADER, validation_rows(report)),
         ]
-    if report.get("benchmark"):
+    if (report.get("benchmark") or {}).get("slo"):
+        parts += ["", f"### {slo_title(report)}", "", _table(SLO_HEADER, slo_rows(report))]
+    elif report.get("benchmark"):
         parts += ["", "### Latency", "", _table(BENCHMARK_HEADER, benchmark_rows(report))]
         if noisy_text(report):
             parts += ["", f"**Warning, {noisy_text(report)}**"]

@@ -114,6 +114,33 @@ def benchmark_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+SLO_HEADER = ["engine", "batch", "threads", "p99 ms", "samples/s", "vs baseline"]
+
+
+def slo_title(report: dict[str, Any]) -> str:
+    slo = (report.get("benchmark") or {}).get("slo") or {}
+    where = f"{slo.get('samples')} samples of {slo.get('data')}"
+    return f"Throughput at p99 <= {fmt(slo.get('p99_ms'))} ms ({where})"
+
+
+def slo_rows(report: dict[str, Any]) -> list[list[str]]:
+    """benchmark.mode slo: each engine's best batch and threads within the budget."""
+    rows = []
+    for r in ((report.get("benchmark") or {}).get("slo") or {}).get("results", []):
+        met = r.get("batch_size") is not None
+        rows.append(
+            [
+                r["engine"],
+                str(r["batch_size"]) if met else "none meets",
+                str(r["threads"] or "default") if met else "-",
+                fmt(r.get("p99_ms"), 3),
+                f"{number(r['throughput']):.0f}",
+                "-" if r.get("speedup") is None else f"{number(r['speedup']):.2f}x",
+            ]
+        )
+    return rows
+
+
 def speedup_text(result: dict[str, Any]) -> str:
     """'1.57x', with the bootstrap 95% interval when the benchmark measured one."""
     speedup, interval = number(result.get("speedup")), result.get("speedup_ci")

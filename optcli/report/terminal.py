@@ -12,12 +12,15 @@ from optcli.report.tables import (
     ERROR_HEADER,
     GATES_HEADER,
     SELECTION_HEADER,
+    SLO_HEADER,
     VALIDATION_HEADER,
     error_rows,
     fmt,
     gate_rows,
     outcome,
     selection_rows,
+    slo_rows,
+    slo_title,
     validation_rows,
 )
 
@@ -86,7 +89,11 @@ def render_terminal(report: dict[str, Any], console: Console) -> None:
                 validation_rows(report),
             )
         )
-    if report.get("benchmark"):
+    if (report.get("benchmark") or {}).get("slo"):
+        console.print(
+            _table(slo_title(report), SLO_HEADER, [[escape(c) for c in r] for r in slo_rows(report)])
+        )
+    elif report.get("benchmark"):
         bench = report["benchmark"]
         again = f", re-measured {bench['remeasured']}x" if bench.get("remeasured") else ""
         how = f" ({bench['method']}, {bench['rounds']} rounds{again})" if bench.get("method") else ""

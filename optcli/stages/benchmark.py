@@ -1,5 +1,6 @@
 """The benchmark stage: the baseline and every engine timed in interleaved rounds; gates decided on
-95% intervals, with automatic re-measurement while a speed gate is inconclusive.
+95% intervals, with automatic re-measurement while a speed gate is inconclusive. With mode slo, each
+one's throughput within a p99 budget instead (optcli.slo), on validation samples.
 
 Timings are never cached: they belong to this machine at this moment. The raw timings go to
 `<run>/timings.json`, from which every statistic in the report can be recomputed.
@@ -10,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optcli.backends import Engine
+from optcli import slo
+from optcli.backends import Engine, create_engine
 from optcli.benchmarking import LatencyResult, Schedule, Timings, analyze, measure_pass
 from optcli.calibration.synthetic import random_batch
-from optcli.gates import BENCHMARK_METRICS, GateResult, engine_gates, evaluate_interval
+from optcli.gates import LATENCY_METRICS, GateResult, engine_gates, evaluate_interval
 from optcli.specs import ShapeResolver
 from optcli.stages.context import StageContext
 
@@ -28,14 +30,19 @@ class Benchmark:
     remeasured: int
     results: list[LatencyResult]
     gates: list[GateResult]
+    slo: dict[str, Any] | None = None  # mode slo: the budget, the search settings and each result
+    mode: str = "latency"
 
     @property
     def noisy(self) -> bool:
         return any(r.noisy for r in self.results)
 
     def report(self) -> dict[str, Any]:
+        if self.slo is not None:
+            return {"baseline": self.baseline, "mode": "slo", "slo": self.slo, "noisy": False, "results": []}
         return {
             "baseline": self.baseline,
+            "mode": self.mode,
             "method": self.method,
             "rounds": self.rounds,
             "remeasured": self.remeasured,
@@ -51,8 +58,12 @@ def benchmark_stage(
     engines: list[Engine],
     resolver: ShapeResolver,
     own_gates: dict[str, dict[str, str]],
+    validation=None,
 ) -> Benchmark:
-    """`engines[0]` is the baseline. `own_gates`: each engine's own gates, by label."""
+    """`engines[0]` is the baseline. `own_gates`: each engine's own gates, by label. `validation`:
+    the validation DataStream, where mode slo takes its samples."""
+    if settings.mode == "slo":
+        return slo_benchmark(ctx, settings, engines, resolver, own_gates, validation)
     baseline = engines[0]
     schedule = Schedule(
         settings.rounds, settings.warmup, settings.iterations, settings.time_budget_s, settings.method
@@ -129,9 +140,7 @@ def benchmark_gates(
         if result.engine == baseline:
             continue
         values, intervals = result.values(), result.intervals()
-        for metric, expr in engine_gates(
-            settings.gates, own.get(result.engine, {}), BENCHMARK_METRICS
-        ).items():
+        for metric, expr in engine_gates(settings.gates, own.get(result.engine, {}), LATENCY_METRICS).items():
             gate = evaluate_interval(
                 f"benchmark.{metric}",
                 result.engine,
@@ -146,3 +155,61 @@ def benchmark_gates(
                 gate.detail += f"; still inconclusive after {remeasured} re-measurement(s)"
             decided.append((result.batch_size, gate))
     return decided
+
+
+def slo_benchmark(ctx, settings, engines: list[Engine], resolver: ShapeResolver, own_gates, validation):
+    """Mode slo: every engine's best batch/threads within the p99 budget, the baseline's first."""
+    budget = settings.slo
+    names = [spec.name for spec in resolver.inputs]
+    with ctx.stage("benchmark") as record:
+        if validation is not None:  # real samples: ids with the skew the data has
+            pool = slo.sample_pool(validation.batches(samples=budget.max_batch), names, budget.max_batch)
+        else:
+            pool = random_batch(resolver, resolver.sizes(batch_size=budget.max_batch), seed=7)
+        feeds = slo.feeds_of({name: pool[name] for name in names})
+        progress = ctx.ui.progress(f"SLO search (p99 <= {budget.p99_ms:g} ms)", total=len(engines))
+        results = []
+        try:
+            for engine in engines:
+                results.append(_search(engine, feeds, budget))
+                progress.advance(1)
+        finally:
+            progress.close()
+        slo.with_speedups(results, engines[0].label)
+        record.details = {"mode": "slo", "p99_ms": budget.p99_ms, "max_batch": budget.max_batch}
+    data = {
+        **budget.model_dump(mode="json"),
+        "samples": len(pool[names[0]]),
+        "data": validation.field if validation is not None else "synthetic",
+        "results": [r.to_dict() for r in results],
+    }
+    gates = slo.slo_gates(settings.gates, results, engines[0].label, own_gates)
+    return Benchmark(engines[0].label, "slo", 0, 0, [], gates, slo=data, mode="slo")
+
+
+def _search(engine: Engine, feeds, budget) -> slo.SloResult:
+    """One engine over the thread settings: an explicit count other than its own loads a copy with
+    it (closed after); torch's thread count is process-wide, so it is put back."""
+    import torch
+
+    threaded = "threads" in type(engine.config).model_fields
+    settings = budget if threaded else budget.model_copy(update={"threads": [None]})
+    opened: list[Engine] = []
+    saved = torch.get_num_threads()
+
+    def engine_for(threads: int | None) -> Engine:
+        while opened:
+            opened.pop().close()
+        if threads is None or threads == getattr(engine.config, "threads", None):
+            torch.set_num_threads(saved)  # a torch copy before this one changed it
+            return engine
+        copy = engine.config.model_copy(update={"threads": threads})
+        opened.append(create_engine(copy, engine.context).load())
+        return opened[-1]
+
+    try:
+        return slo.search(engine.label, engine_for, feeds, settings)
+    finally:
+        while opened:
+            opened.pop().close()
+        torch.set_num_threads(saved)
