@@ -11,7 +11,7 @@ demo: install
 	$(BIN)/optcli run recipes/example.yaml
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install-dev
 	$(BIN)/ruff check optcli tests scripts bench

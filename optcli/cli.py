@@ -23,8 +23,10 @@ from optcli.cli_options import (
     Target,
     WaitOption,
 )
+from optcli.compare_cli import compare_reports
 from optcli.console import console
-from optcli.errors import RecipeError, UserInputError
+from optcli.diagnose_cli import diagnose
+from optcli.errors import UserInputError
 from optcli.recipe_cli import recipe_app
 from optcli.report.cli import report_app
 from optcli.sweep_cli import sweep
@@ -43,7 +45,6 @@ app = typer.Typer(
 )
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(cache_app, name="cache")
-app.command()(sweep)
 app.add_typer(report_app, name="report")
 
 
@@ -191,6 +192,12 @@ def run(
     raise typer.Exit(code)
 
 
+# After `run`, so that `optcli -h` lists the commands in the order a user meets them.
+app.command()(diagnose)
+app.command(name="compare")(compare_reports)
+app.command()(sweep)
+
+
 def _plan_steps(recipe) -> list[str]:
     """The stage list the recipe alone gives (for --offline, which does not look at this machine)."""
     if hasattr(recipe, "plan_steps"):  # pipeline: llm (optcli/llm/recipe.py)
@@ -204,85 +211,6 @@ def _plan_steps(recipe) -> list[str]:
     if recipe.benchmark.enabled:
         steps.append(f"benchmark batch {recipe.benchmark.batch_sizes}")
     return steps
-
-
-@app.command()
-def diagnose(
-    recipe: RecipePath,
-    overrides: SetOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder. Default: runs/<name>-diagnose.")
-    ] = None,
-    top: Annotated[int, typer.Option(help="How many of the worst layers to show.")] = 10,
-    wait: WaitOption = False,
-    no_cache: NoCacheOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Rank the quantized model's layers by the noise each adds at the model's outputs (on validation data).
-
-    Runs export, passes and quantization (reusing cached results and calibration statistics), then
-    quantizes one layer at a time in the FP32 graph and measures the outputs' SQNR, beside each
-    layer's own output SQNR. Exclude the worst with `quantization.exclude.modules`, or let
-    `quantization.accuracy` do it automatically.
-    """
-    from optcli.cache import StageCache
-    from optcli.cli_output import diagnose_summary, json_output
-    from optcli.console import RichUI
-    from optcli.pipeline import run_recipe
-    from optcli.recipe import load_recipe
-    from optcli.report.terminal import render_diagnosis
-
-    summary = json_output("diagnose") if as_json else None
-    loaded = load_recipe(recipe, [*(overrides or []), "quantization.diagnose=true"])
-    if loaded.quantization is None or loaded.quantization.precision not in ("int8", "fp8"):
-        raise RecipeError(
-            "diagnose needs quantization.precision int8 or fp8", file=str(recipe), field="quantization"
-        )
-    out_dir = out or Path(loaded.report.output_dir or Path("runs") / loaded.name).with_name(
-        f"{loaded.name}-diagnose"
-    )
-    if summary is not None:
-        summary.report = out_dir / "report.json"
-    cache = StageCache(enabled=not no_cache)
-    with RichUI() as ui:
-        report = run_recipe(loaded, out_dir, ui, through_quantization=True, wait=wait, cache=cache)
-    layers = report.quantization.get("diagnosis", [])
-    render_diagnosis(layers, top, console)
-    console.print(f"report: {escape(str(out_dir / 'report.json'))}")
-    if summary is not None:
-        summary.emit(diagnose_summary(out_dir / "report.json", layers[:top]))
-
-
-@app.command()
-def compare(
-    base: Annotated[Path, typer.Argument(help="The stored report.json to compare with.", show_default=False)],
-    new: Annotated[Path, typer.Argument(help="The new report.json.", show_default=False)],
-    regression: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--regression",
-            "-r",
-            metavar="<metric=rule>",
-            help="METRIC=RULE, repeatable, over the new report's recipe `regression` rules, e.g. "
-            "'p50_ms=<= +5%' (relative) or 'cosine=>= -0.0005' (absolute).",
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Also print the table and gates as JSON on stdout.")
-    ] = False,
-    allow_different: Annotated[
-        bool, typer.Option("--allow-different", help="Compare reports of different recipes.")
-    ] = False,
-) -> None:
-    """Show what moved between two report.json files; exit 1 on a regression beyond the rules.
-
-    A speed change counts only beyond the 95% intervals of both runs. Exit 2: a bad or unfinished report.
-
-    Default rules: p50_ms '<= +5%', cosine '>= -0.0005', accuracy '>= -0.002'.
-    """
-    from optcli.compare_cli import compare_command
-
-    raise typer.Exit(compare_command(base, new, regression or [], as_json, allow_different, console))
 
 
 @app.command()

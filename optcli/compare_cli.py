@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from optcli.compare import check_same_recipe, compare, load_report, read_side, resolve_rules
+from optcli.console import console
 from optcli.errors import UserInputError
 from optcli.regression import parse_flags
 
@@ -93,3 +95,32 @@ def render_regression(table: dict[str, Any], console: Console) -> None:
         console.print(f"[dim]{hidden} unchanged metric(s) without a rule not shown[/]")
     for engine in table["added_engines"]:
         console.print(f"[dim]added engine: {escape(engine)} (not in the base report)[/]")
+
+
+def compare_reports(
+    base: Annotated[Path, typer.Argument(help="The stored report.json to compare with.", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The new report.json.", show_default=False)],
+    regression: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--regression",
+            "-r",
+            metavar="<metric=rule>",
+            help="METRIC=RULE, repeatable, over the new report's recipe `regression` rules, e.g. "
+            "'p50_ms=<= +5%' (relative) or 'cosine=>= -0.0005' (absolute).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print the table and gates as JSON on stdout.")
+    ] = False,
+    allow_different: Annotated[
+        bool, typer.Option("--allow-different", help="Compare reports of different recipes.")
+    ] = False,
+) -> None:
+    """Show what moved between two report.json files; exit 1 on a regression beyond the rules.
+
+    A speed change counts only beyond the 95% intervals of both runs. Exit 2: a bad or unfinished report.
+
+    Default rules: p50_ms '<= +5%', cosine '>= -0.0005', accuracy '>= -0.002'.
+    """
+    raise typer.Exit(compare_command(base, new, regression or [], as_json, allow_different, console))

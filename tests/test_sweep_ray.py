@@ -49,7 +49,9 @@ def test_cells_spread_over_both_nodes_pinned_cell_and_a_killed_worker_is_retried
     first, second = cells["recipe/a"]["attempts"]
     assert "WorkerCrashedError" in first["infra_error"] and first["worker_pid"] is None
     assert second["exit_code"] == 0 and cells["recipe/a"]["status"] == "finished"
-    assert (model_dir / "calls-a").read_text().count("\n") == 2
+    # The retry ran in another worker process. (Whether it read the data again depends on whether the
+    # killed attempt's validation reached the stage cache first, so the data's call count is not checked.)
+    assert second["worker_pid"] not in (None, worker)
     # Each cell reports the node it ran on; the pinned one ran where the resource is.
     assert cells["recipe/pinned"]["attempts"][0]["node"] == cluster.fake_node_id
     nodes = {a["node"] for c in cells.values() for a in c["attempts"] if a["node"]}

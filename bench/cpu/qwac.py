@@ -111,11 +111,14 @@ def main() -> None:
         def validate(candidate, items) -> tuple[float, list[float]]:
             """(worst cosine, per-sample cosines): per-sample values put NNCF in its metric mode (its
             NMSE ranking has no ONNX backend)."""
-            import onnxruntime as ort
+            import onnx
 
             from optcli.metrics import per_sample
+            from optcli.ort_session import create_session
 
-            session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+            with tempfile.TemporaryDirectory() as scratch:  # create_session takes a file, like every session
+                onnx.save(candidate, Path(scratch) / "candidate.onnx")
+                session = create_session(Path(scratch) / "candidate.onnx")
             cosines = []
             for item in items:  # NNCF hands subsets too: each item carries its own reference
                 produced = session.run(None, {"x": item["x"]})[0].astype(np.float64)
