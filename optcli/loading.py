@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optcli.errors import OptcliError, UserInputError
+from optcli.hf_source import is_hf, load_hf_model
 from optcli.userimport import describe_exception, resolve_callable
 
 _LISTED_KEYS = 5  # state_dict keys named per kind of mismatch; the rest are counted
@@ -22,7 +23,9 @@ def load_torch_model(section: ModelSection, base_dir: Path) -> torch.nn.Module:
     import torch
 
     source = section.source
-    if source.endswith((".pt2",)):
+    if is_hf(source):
+        model = load_hf_model(source, base_dir, [spec.name for spec in section.inputs], section.kwargs)
+    elif source.endswith((".pt2",)):
         model = _load_exported_program(_existing(source, base_dir, "model.source"))
     elif source.endswith((".pt", ".pth", ".ts", ".torchscript")) and ":" not in source:
         model = _load_torchscript(_existing(source, base_dir, "model.source"))

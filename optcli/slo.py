@@ -1,7 +1,8 @@
 """Throughput under a latency budget: for each engine, the largest batch and the thread setting whose
 p99 latency meets `p99_ms`, and the samples/s there.
 
-Per thread setting the search doubles the batch (1, 2, 4, ...) until the p99 misses the budget or
+Per thread setting the search doubles the batch (1, 2, 4, ...) until the p99 misses the budget (a
+miss is confirmed by `confirm_misses` more probes; the best one counts) or
 `max_batch` is reached, then bisects between the last batch that met it and the first that did not
 (`refine` steps). Each probe binds the inputs once, warms up, and times `iterations` runs of
 `run_bound` + `synchronize` (stopping early after `time_budget_s`, at least MIN_RUNS runs). The
@@ -47,6 +48,12 @@ class SloSettings(StrictModel):
     warmup: int = Field(5, ge=0, description="Untimed runs before each probe.")
     iterations: int = Field(200, ge=MIN_RUNS, description="Timed runs per probe (p99 needs many).")
     time_budget_s: float = Field(3.0, gt=0, description="Stop a probe's timed runs after this (min 5 runs).")
+    confirm_misses: int = Field(
+        1,
+        ge=0,
+        description="Probe a batch that misses the budget again this many times; it meets the budget if "
+        "any probe does (one scheduler hiccup in the top 1% must not stop the search early).",
+    )
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Probe:
     p99_ms: float
     throughput: float  # samples / wall seconds of the timed runs
     meets: bool
+    attempts: int = 1  # probes of this batch size (misses are confirmed), the best one kept
 
 
 @dataclass
@@ -123,9 +131,18 @@ def search_threads(
     probes: dict[int, Probe] = {}
 
     def at(batch: int) -> Probe:
-        if batch not in probes:
-            probes[batch] = probe(engine, feeds_for(batch), batch, threads, settings, clock)
+        # A miss is probed again before it decides the search: on a shared machine (bench/recsys.py
+        # here) one spike stopped ORT's doubling at batch 128 with a p99 of 1.33 ms against 10 ms.
+        if batch in probes:
+            return probes[batch]
+        attempts = 0
+        while batch not in probes or (not probes[batch].meets and attempts <= settings.confirm_misses):
+            measured = probe(engine, feeds_for(batch), batch, threads, settings, clock)
             interrupts.check()
+            attempts += 1
+            kept = probes.get(batch)
+            probes[batch] = measured if kept is None or measured.p99_ms < kept.p99_ms else kept
+            probes[batch].attempts = attempts
         return probes[batch]
 
     good, bad, batch = 0, None, 1

@@ -129,3 +129,47 @@ def test_real_engine_probe(tmp_path):
         result = search(engine.label, lambda t: engine, feeds_of(pool), settings)
     assert result.batch_size == 16 and result.throughput > 0
     assert [p.batch_size for p in result.probes] == [1, 2, 4, 8, 16]
+
+
+def test_a_single_spike_does_not_stop_the_search():
+    """A batch whose first probe misses the budget is probed again; the better probe counts."""
+    from optcli.slo import search_threads
+
+    spiked = {256}  # the first probe of batch 256 sees a 50 ms stall, the second does not
+
+    class SpikyEngine:  # a fake engine: latency 0.01 ms per sample on a fake clock, one stall
+        label = "fake-spiky"
+
+        def __init__(self):
+            self.now, self.batch = 0.0, 1
+
+        def clock(self):
+            return self.now
+
+        def bind(self, feeds):
+            self.batch = len(next(iter(feeds.values())))
+            self.stall = self.batch in spiked
+            spiked.discard(self.batch)
+            return feeds
+
+        def run_bound(self, bound):
+            self.now += self.batch * 1e-5 + (0.05 if self.stall else 0.0)
+
+        def synchronize(self):
+            pass
+
+    engine = SpikyEngine()
+    settings = SloSettings(p99_ms=10, max_batch=512, refine=0, warmup=0, iterations=5, time_budget_s=1)
+
+    def feeds(batch: int) -> dict:
+        return {"x": np.zeros((batch, 1), np.float32)}
+
+    probes = search_threads(engine, feeds, None, settings, engine.clock)
+    by_batch = {p.batch_size: p for p in probes}
+    assert by_batch[256].meets and by_batch[256].attempts == 2
+    assert by_batch[512].meets  # the search went on past the spike
+    never = SloSettings(**{**settings.model_dump(), "confirm_misses": 0})
+    spiked.add(256)
+    again = SpikyEngine()
+    probes = search_threads(again, feeds, None, never, again.clock)
+    assert max(p.batch_size for p in probes if p.meets) == 128  # without confirmation the spike decides

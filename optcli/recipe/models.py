@@ -29,7 +29,9 @@ class ModelSection(StrictModel):
 
     source: str = Field(
         description="'pkg.module:factory', 'path/to/file.py:factory' (returns an nn.Module), a "
-        "TorchScript file (.pt/.ts) or a torch.export file (.pt2). Paths are relative to the recipe."
+        "TorchScript file (.pt/.ts), a torch.export file (.pt2), or 'hf:path/to/folder' (a local Hugging "
+        "Face checkpoint: model.kwargs task/output pick the head and the output). Paths are relative to "
+        "the recipe."
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
     checkpoint: str | None = Field(

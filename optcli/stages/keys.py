@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from optcli.cache import sha256_file
+from optcli.hf_source import hf_files, is_hf
 
 
 def model_fingerprint(model, base_dir: Path) -> dict[str, Any]:
@@ -26,6 +27,8 @@ def model_fingerprint(model, base_dir: Path) -> dict[str, Any]:
 
 
 def _code_files(source: str, base_dir: Path) -> list[Path]:
+    if is_hf(source):  # a checkpoint folder: its config and weights decide the model
+        return hf_files(source, base_dir)
     module_part = source.rpartition(":")[0] if ":" in source else source
     if module_part.endswith((".py", ".pt", ".ts", ".pt2", ".pth")):
         path = Path(module_part)

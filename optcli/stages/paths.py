@@ -11,6 +11,7 @@ from typing import Any
 
 from optcli.calibration import SourceContext
 from optcli.errors import OptcliError, UserInputError
+from optcli.hf_source import hf_folder, is_hf
 from optcli.recipe.models import SERIALIZED_MODEL_SUFFIXES
 from optcli.specs import ShapeResolver
 
@@ -68,7 +69,9 @@ def _data_source(options: Any, ctx: SourceContext) -> None:
 
 
 def _model_source(source: str, base_dir: Path) -> None:
-    if source.endswith(SERIALIZED_MODEL_SUFFIXES) and ":" not in source:
+    if is_hf(source):
+        hf_folder(source, base_dir)
+    elif source.endswith(SERIALIZED_MODEL_SUFFIXES) and ":" not in source:
         _file(source, base_dir, "model.source")
     else:
         _callable_ref(source, base_dir, "model.source")
