@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from optcli.gates import check_gate_names
 from optcli.llm.text_data import TextSource
 from optcli.recipe.models import SCHEMA_VERSION, ReportSection
-from optcli.strict import StrictModel
+from optcli.strict import LocatedModel, StrictModel
 
 SCHEMES = ("FP8_DYNAMIC", "W8A8", "W4A16")
 Scheme = Literal["FP8_DYNAMIC", "W8A8", "W4A16"]
@@ -126,7 +126,7 @@ class LlmBenchmarkSection(StrictModel):
     warmup: int = Field(1, ge=0, description="Untimed generations first.")
 
 
-class LlmRecipe(StrictModel):
+class LlmRecipe(LocatedModel):
     """An optcli LLM recipe: one causal LM, quantized checkpoints, perplexity gates, tokens/s."""
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe format version.")
@@ -147,28 +147,12 @@ class LlmRecipe(StrictModel):
     benchmark: LlmBenchmarkSection = Field(default_factory=LlmBenchmarkSection)
     report: ReportSection = Field(default_factory=ReportSection)
 
-    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source_file: Path | None = PrivateAttr(default=None)
-
     model_config = ConfigDict(**StrictModel.model_config, populate_by_name=True)
 
     @model_validator(mode="after")
     def _calibration_for_llmcompressor(self) -> LlmRecipe:
         if self.quantization.tool == "llmcompressor" and self.quantization.calibration is None:
             raise ValueError("quantization.calibration: llmcompressor calibrates on text; give data")
-        return self
-
-    @property
-    def base_dir(self) -> Path:
-        return self._base_dir
-
-    @property
-    def source_file(self) -> Path | None:
-        return self._source_file
-
-    def bind_location(self, source_file: Path | None) -> LlmRecipe:
-        self._source_file = source_file
-        self._base_dir = source_file.parent.resolve() if source_file else Path.cwd()
         return self
 
     def plan_steps(self) -> list[str]:

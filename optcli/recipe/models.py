@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from optcli.backends import EngineEntry
 from optcli.backends.onnxruntime import OnnxRuntimeConfig
@@ -18,7 +17,7 @@ from optcli.recipe import crossfield
 from optcli.regression import RegressionSection
 from optcli.slo import SloSettings
 from optcli.specs import DimRange, InputSpec
-from optcli.strict import StrictModel
+from optcli.strict import LocatedModel, StrictModel
 
 SCHEMA_VERSION = 1
 SERIALIZED_MODEL_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".torchscript")  # model.source files, no factory
@@ -226,7 +225,7 @@ class ReportSection(StrictModel):
     )
 
 
-class Recipe(StrictModel):
+class Recipe(LocatedModel):
     """An optcli recipe: how to turn one PyTorch model into validated, benchmarked artifacts."""
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe format version.")
@@ -267,9 +266,6 @@ class Recipe(StrictModel):
         None, description="Allowed changes vs a base report (run --against, compare)."
     )
 
-    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source_file: Path | None = PrivateAttr(default=None)
-
     model_config = ConfigDict(**StrictModel.model_config, populate_by_name=True)
 
     @field_validator("passes", mode="before")
@@ -289,18 +285,4 @@ class Recipe(StrictModel):
         duplicates = sorted({n for n in labels if labels.count(n) > 1})
         if duplicates:
             raise ValueError(f"build: engine names must be unique, repeated: {duplicates}")
-        return self
-
-    @property
-    def base_dir(self) -> Path:
-        """Folder that relative paths in the recipe start from (the recipe file's folder)."""
-        return self._base_dir
-
-    @property
-    def source_file(self) -> Path | None:
-        return self._source_file
-
-    def bind_location(self, source_file: Path | None) -> Recipe:
-        self._source_file = source_file
-        self._base_dir = source_file.parent.resolve() if source_file else Path.cwd()
         return self

@@ -6,14 +6,14 @@ holding one <testsuite> with its counts, <properties>, the <testcase>s, then <sy
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from optcli.atomic import atomic_write
 
 
 @dataclass
@@ -108,12 +108,4 @@ def junit_xml(suite_name: str, cases: list[JUnitCase], *, timestamp: str | None 
 def write_junit(path: Path, suite_name: str, cases: list[JUnitCase]) -> None:
     """Write the document atomically: a CI step reading it never sees half a file."""
     path = Path(path)
-    text = junit_xml(suite_name, cases)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, junit_xml(suite_name, cases))

@@ -5,13 +5,12 @@ and each finished cell's key in `<cell>/cell.json`, which `--resume` reads."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optcli.atomic import atomic_write
 from optcli.report.junit import JUnitCase, write_junit
 from optcli.sweep.cells import Cell
 from optcli.sweep.executors.base import Attempt
@@ -143,12 +142,4 @@ def passed_before(cell: Cell) -> dict[str, Any] | None:
 
 
 def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from optcli.atomic import atomic_write
 from optcli.backends.shapes import shape_range
 from optcli.backends.tensorrt.compat import LEGACY_FLAGS, GpuInfo, check_legacy_flags, create
 from optcli.errors import StageError, UserInputError
@@ -81,19 +80,6 @@ def plan_cache_key(gpu: GpuInfo, trt_version: str, digest: str, options: BuildOp
     blob = json.dumps(payload, sort_keys=True, default=list).encode()
     short_version = ".".join(trt_version.split(".")[:2])
     return f"{gpu.sm}-trt{short_version}-{hashlib.sha256(blob).hexdigest()[:16]}"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write whole or not at all: a crashed build must not leave a truncated plan that looks cached."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_bytes(buffer: Any) -> bytes:

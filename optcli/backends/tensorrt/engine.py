@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from optcli.atomic import atomic_write
 from optcli.backends.base import OnnxEngine, Unavailable
 from optcli.backends.tensorrt import compat
 from optcli.backends.tensorrt.build import (
     BuildOptions,
-    atomic_write,
     build_plan,
     merge_dims,
     onnx_digest,
