@@ -164,7 +164,14 @@ def test_ctrl_c_that_torch_turns_into_another_error_exits_130(tmp_path):
     recipe(tmp_path, factory="make_wrapping", kwargs="{folder: '.'}")
     command, environ = optcli()
     proc = subprocess.Popen(
-        command, cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A shell that runs the tests in the background ignores SIGINT, and optcli keeps it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (tmp_path / "exporting").exists():
