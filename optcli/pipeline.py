@@ -10,23 +10,20 @@ PyTorch model is loaded only when a stage that needs it is not cached.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from optcli import environment, interrupts
+from optcli import environment
 from optcli.artifacts import Artifact
 from optcli.cache import StageCache
 from optcli.compare import Against
 from optcli.errors import UserInputError
 from optcli.export import run_torch
-from optcli.manifest import MANIFEST_FILE, manifest_data
-from optcli.outcome import classify
 from optcli.plan import Machine, Plan
 from optcli.recipe import Recipe
-from optcli.report.files import artifact_record, write_reports
-from optcli.report.model import RunReport, command_record, utc_now
+from optcli.report.model import RunReport, command_record
+from optcli.run_folder import locked_run, recipe_record, recorded
 from optcli.specs import ShapeResolver
 from optcli.stages.benchmark import benchmark_stage
 from optcli.stages.build import Built, build_stage
@@ -40,7 +37,6 @@ from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stag
 from optcli.stages.recover import TuningData
 from optcli.stages.target import select, to_benchmark
 from optcli.stages.validate import validate_stage, validation_gates, validation_key
-from optcli.workspace import Workspace
 
 
 def run_recipe(
@@ -66,16 +62,8 @@ def run_recipe(
         if against is not None:
             raise UserInputError("--against: regression gates are not available for pipeline: llm yet")
         return run_llm_recipe(recipe, out_dir, ui, wait=wait, cache=cache)
-    with interrupts.trap():
-        workspace = Workspace(out_dir)
-        with workspace.locked(wait=wait, on_wait=ui.warn) as lock:
-            if lock.previous is not None:
-                ui.warn(
-                    f"the last run in '{out_dir}' ({lock.previous.describe()}) ended without finishing; "
-                    "its leftovers are removed"
-                )
-            ctx = StageContext(workspace, ui, cache or StageCache(), cache_versions())
-            return _run_locked(recipe, ctx, through_quantization, against)
+    with locked_run(out_dir, ui, wait=wait, cache=cache, versions=cache_versions()) as ctx:
+        return _run_locked(recipe, ctx, through_quantization, against)
 
 
 def cache_versions() -> dict[str, str]:
@@ -90,13 +78,9 @@ def cache_versions() -> dict[str, str]:
 
 
 def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool, against=None) -> RunReport:
-    report = RunReport(recipe=_recipe_record(recipe), command=command_record(sys.argv))
+    report = RunReport(recipe=recipe_record(recipe), command=command_record(sys.argv))
     artifacts: dict[str, Artifact] = {}
-    try:
-        ctx.enter("start")
-        # A report of the previous run must not stand while this one runs (or if it is killed).
-        write_reports(ctx.workspace, recipe, report)
-        report.environment = environment.describe()
+    with recorded(ctx, recipe, report, artifacts):
         ctx.enter("preflight")
         checked = preflight(recipe, Machine.here(), engines=not through_quantization)
         report.skipped = checked.skipped
@@ -105,26 +89,6 @@ def _run_locked(recipe: Recipe, ctx: StageContext, through_quantization: bool, a
         _execute(ctx, recipe, checked.plan, report, artifacts, through_quantization)
         if against is not None:  # gates vs a stored report, like any other gate (optcli/compare.py)
             report.regression = against.apply(recipe, report, ctx.workspace.root / "report.json")
-        ctx.enter("report")
-        report.status = "finished"
-    except SystemExit as exc:  # user code (a model factory, a data callable) called sys.exit()
-        error = UserInputError(
-            f"stage '{ctx.current_stage}': user code called sys.exit({exc.code!r}) during the run"
-        )
-        _record_failure(report, ctx, error)
-        raise error from exc
-    except BaseException as exc:
-        _record_failure(report, ctx, exc)
-        raise
-    finally:
-        with interrupts.deferred():  # a signal now is handled once the report is on disk
-            report.stages, report.warnings = ctx.records, ctx.warnings
-            report.ended_at = utc_now()
-            report.artifacts = {name: artifact_record(a, ctx.workspace.root) for name, a in artifacts.items()}
-            manifest = manifest_data(artifacts, [_stage_entry(r) for r in ctx.records], ctx.workspace.root)
-            ctx.workspace.write_json(MANIFEST_FILE, manifest)
-            write_reports(ctx.workspace, recipe, report)
-            ctx.workspace.cleanup_staging()
     return report
 
 
@@ -298,29 +262,3 @@ def _tuning_data(recipe: Recipe, data: RunData, model: LazyModel, resolver: Shap
         class_output=settings.class_output or 0,
         reference=lambda batch: run_torch(model.get(), resolver, batch),
     )
-
-
-def _recipe_record(recipe: Recipe) -> dict[str, Any]:
-    resolved = recipe.model_dump(mode="json", by_alias=True)
-    return {
-        "name": recipe.name,
-        "file": str(recipe.source_file) if recipe.source_file else None,
-        "sha256": hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest(),
-        "resolved": resolved,
-    }
-
-
-def _stage_entry(record) -> dict[str, Any]:
-    details = record.details or {}
-    return {
-        "name": record.name,
-        "seconds": record.seconds,
-        "cached": details.get("cached"),
-        "key": details.get("cache_key"),
-    }
-
-
-def _record_failure(report: RunReport, ctx: StageContext, exc: BaseException) -> None:
-    outcome = classify(exc)
-    report.status = "interrupted" if outcome.kind == "interrupted" else "error"
-    report.error = outcome.record(ctx.current_stage)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optcli import environment, interrupts
 from optcli.cache import StageCache
 from optcli.errors import MissingDependencyError, UserInputError
 from optcli.gates import evaluate as gate
@@ -31,13 +30,11 @@ from optcli.llm.stages import (
     validate_stage,
 )
 from optcli.llm.text_data import check_disjoint, read_texts, texts_digest, token_windows
-from optcli.manifest import MANIFEST_FILE, manifest_data
-from optcli.pipeline import _recipe_record, _record_failure, _stage_entry, cache_versions
+from optcli.pipeline import cache_versions
 from optcli.quiet import quiet_loggers
-from optcli.report.files import artifact_record, write_reports
-from optcli.report.model import RunReport, command_record, utc_now
+from optcli.report.model import RunReport, command_record
+from optcli.run_folder import locked_run, recipe_record, recorded
 from optcli.stages.context import UI, StageContext
-from optcli.workspace import Workspace
 
 RANDOM_WEIGHTS_NOTE = (
     "random weights (model.random_weights): absolute perplexity is meaningless (the model has learnt "
@@ -58,50 +55,19 @@ def run_llm_recipe(
     recipe: LlmRecipe, out_dir: Path, ui: UI, *, wait: bool = False, cache: StageCache | None = None
 ) -> LlmReport:
     """Lock the run folder, run every stage, write report.json at the start and at the end."""
-    with interrupts.trap():
-        workspace = Workspace(out_dir)
-        with workspace.locked(wait=wait, on_wait=ui.warn) as lock:
-            if lock.previous is not None:
-                ui.warn(
-                    f"the last run in '{out_dir}' ({lock.previous.describe()}) ended without "
-                    "finishing; its leftovers are removed"
-                )
-            ctx = StageContext(
-                workspace, ui, cache or StageCache(), {**cache_versions(), **library_versions()}
-            )
-            return _run_locked(recipe, ctx)
+    versions = {**cache_versions(), **library_versions()}
+    with locked_run(out_dir, ui, wait=wait, cache=cache, versions=versions) as ctx:
+        return _run_locked(recipe, ctx)
 
 
 def _run_locked(recipe: LlmRecipe, ctx: StageContext) -> LlmReport:
-    report = LlmReport(recipe=_recipe_record(recipe), command=command_record(sys.argv))
+    report = LlmReport(recipe=recipe_record(recipe), command=command_record(sys.argv))
     artifacts: dict[str, Any] = {}
-    try:
-        ctx.enter("start")
-        write_reports(ctx.workspace, recipe, report)
-        report.environment = environment.describe()
+    with recorded(ctx, recipe, report, artifacts):
         ctx.enter("preflight")
         python = preflight(recipe)
         with torch_threads(recipe.threads), checkpoint.no_progress_bars(), quiet_loggers("torch.fx"):
             _execute(ctx, recipe, report, artifacts, python)
-        ctx.enter("report")
-        report.status = "finished"
-    except SystemExit as exc:  # user code (a text callable) called sys.exit()
-        error = UserInputError(
-            f"stage '{ctx.current_stage}': user code called sys.exit({exc.code!r}) during the run"
-        )
-        _record_failure(report, ctx, error)
-        raise error from exc
-    except BaseException as exc:
-        _record_failure(report, ctx, exc)
-        raise
-    finally:
-        with interrupts.deferred():  # a signal now is handled once the report is on disk
-            report.stages, report.warnings, report.ended_at = ctx.records, ctx.warnings, utc_now()
-            report.artifacts = {n: artifact_record(a, ctx.workspace.root) for n, a in artifacts.items()}
-            manifest = manifest_data(artifacts, [_stage_entry(r) for r in ctx.records], ctx.workspace.root)
-            ctx.workspace.write_json(MANIFEST_FILE, manifest)
-            write_reports(ctx.workspace, recipe, report)
-            ctx.workspace.cleanup_staging()
     return report
 
 
