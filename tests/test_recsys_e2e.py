@@ -12,8 +12,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-RECIPE = """
-name: recsys-small
+# The small variant (3 tables) as a recipe's model and export sections (a .format() template).
+SMALL_MODEL = """\
 model:
   source: optcli.examples.recsys:load_model
   kwargs: {{variant_name: small}}
@@ -24,7 +24,14 @@ model:
     batch: {{min: 1, opt: 64, max: 1024}}
   outputs: [ctr]
 export: {{exporter: dynamo, opset: 18}}
-passes: []
+"""
+
+RECIPE = (
+    """
+name: recsys-small
+"""
+    + SMALL_MODEL
+    + """passes: []
 quantization:
   precision: int8
   {op_types}
@@ -44,6 +51,7 @@ validate:
   gates: {gates}
 benchmark: {{enabled: false}}
 """
+)
 VALIDATION = (
     '{type: callable, callable: "optcli.examples.recsys:validation_batches", '
     "kwargs: {variant_name: small, samples: 2048}}"

@@ -12,22 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_recsys_e2e import SMALL_MODEL
 
 from optcli.report.schema import report_schema
 
-RECIPE = """
+RECIPE = (
+    """
 name: recsys-slo
-model:
-  source: optcli.examples.recsys:load_model
-  kwargs: {{variant_name: small}}
-  inputs:
-    - {{name: dense, shape: [batch, 4], dtype: float32}}
-    - {{name: sparse, shape: [batch, 3], dtype: int64}}
-  dims:
-    batch: {{min: 1, opt: 64, max: 1024}}
-  outputs: [ctr]
-export: {{exporter: dynamo, opset: 18}}
-build:
+"""
+    + SMALL_MODEL
+    + """build:
   - {{name: ort-fp32, engine: onnxruntime, artifact: exported}}
 validate:
   data: {{type: callable, callable: "optcli.examples.recsys:validation_batches",
@@ -41,6 +35,7 @@ benchmark:
          time_budget_s: 0.2}}
   gates: {{slo_throughput: "> 0", slo_speedup: ">= 0.01"}}
 """
+)
 
 
 @pytest.fixture(scope="module")
