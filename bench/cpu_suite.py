@@ -10,7 +10,9 @@ statistics: optcli/examples/vision.py) and the real all-MiniLM-L6-v2 sentence en
                      plus per_channel=True, on optcli's exported ONNX, run with ORT's CPU provider
   ov-nncf-byhand     OpenVINO's reader on the exported ONNX, nncf.quantize (model_type transformer
                      for the transformers), compiled for the CPU with default options
-  ov-nncf-int8-from-torch   the same on ov.convert_model of the PyTorch model (no ONNX in between)
+  ov-from-torch      ov.convert_model of the PyTorch model, OpenVINO's default float precision
+                     (BF16 on CPUs with AVX-512 BF16 or AMX, else FP32), no quantization
+  ov-nncf-int8-from-torch   nncf.quantize on that converted model (no ONNX in between)
   optcli:<engine>    the recipe run through optcli with target cpu: the engine report.json's
                      selection.chosen names, rebuilt from the run's artifacts with optcli's own
                      engine class and options

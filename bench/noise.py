@@ -66,8 +66,15 @@ def cells(run: dict[str, Any], engine: str) -> dict[int, dict[str, Any]]:
         and g["name"] == "benchmark.speedup"
         and (match := BATCH_IN_DETAIL.search(g.get("detail", "")))
     }
+    base = {
+        r["batch_size"]: r
+        for r in report["benchmark"]["results"]
+        if r["engine"] == report["benchmark"]["baseline"]
+    }
     return {
         r["batch_size"]: {
+            "p50_ms": r["latency_ms"]["p50"],
+            "baseline_p50_ms": base[r["batch_size"]]["latency_ms"]["p50"],
             "speedup": r["speedup"],
             "ci": r.get("speedup_ci"),
             "gate": gates.get(r["batch_size"], "-"),

@@ -20,7 +20,7 @@ from optcli.backends.base import Engine, EngineConfig
 from optcli.backends.onnxruntime import OnnxRuntimeConfig
 from optcli.benchmarking import Cell, Timings, analyze, measure
 from optcli.benchmarking.measure import Schedule
-from optcli.benchmarking.stats import bootstrap, summarize
+from optcli.benchmarking.stats import bootstrap, paired_speedup, summarize
 from optcli.cache import StageCache
 from optcli.console import SilentUI
 from optcli.gates import GateResult, Threshold, evaluate_interval
@@ -58,6 +58,32 @@ def test_speedup_interval_covers_the_true_ratio_and_pairing_cancels_shared_drift
     assert ci.p50[1] / ci.p50[0] > 1.5  # while each engine's own p50 moves with the load
     unpaired = bootstrap(fast, base[::-1], seed=3).speedup  # rounds not timed together
     assert unpaired[1] - unpaired[0] > 2 * (ci.speedup[1] - ci.speedup[0])
+
+
+def test_speedup_weighs_every_round_alike_when_a_time_budget_cuts_slow_rounds_short():
+    # Load that comes and goes slows both engines 3x in half the rounds. The baseline is
+    # budget-bound: its slow rounds hold a third of the runs, so pooling runs under-weights them
+    # and the pooled p50 ratio reads 2, not 4. Each round's own ratio is 4.
+    drift = [1, 1, 3, 3, 1, 3, 1, 3, 1, 3]
+    base = [np.full(30 // d, 4.0 * d) for d in drift]
+    engine = [np.full(30, 1.0 * d) for d in drift]
+    pooled = np.median(np.concatenate(base)) / np.median(np.concatenate(engine))
+    assert pooled == pytest.approx(2.0)
+    assert paired_speedup(base, engine) == pytest.approx(4.0)
+    lo, hi = bootstrap(engine, base, seed=5).speedup
+    assert lo == pytest.approx(4.0) and hi == pytest.approx(4.0)
+
+
+def test_speedup_median_over_rounds_ignores_a_minority_of_rounds_a_burst_split():
+    rng = np.random.default_rng(4)
+    base = _lognormal_rounds(rng, 4.0, rounds=20)
+    engine = _lognormal_rounds(rng, 1.0, rounds=20)
+    burst = (2, 9, 15)  # a burst hit only the engine's slice of these rounds
+    hit = [e * 5.0 if r in burst else e for r, e in enumerate(engine)]
+    kept = [r for r in range(20) if r not in burst]
+    clean = paired_speedup([base[r] for r in kept], [engine[r] for r in kept])
+    assert paired_speedup(base, hit) == pytest.approx(clean, rel=0.03)
+    assert paired_speedup(base, hit) == pytest.approx(4.0, rel=0.05)
 
 
 def test_summary_spread_numbers():
@@ -182,12 +208,20 @@ class VirtualClock:
 
 class FakeTimedEngine(Engine):
     """A fake engine with controlled latency: each run takes `ms` on the clock. `bimodal_passes`:
-    for that many measurement passes (one bind each) runs alternate between 1 ms and 9 ms, so the
-    median sits between the two modes and no interval can be narrow."""
+    for that many measurement passes (one bind each) runs alternate between the two `modes` (ms),
+    so each round's median sits between them and no interval can be narrow."""
 
-    def __init__(self, name: str, clock: VirtualClock, ms: float, bimodal_passes: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: VirtualClock,
+        ms: float,
+        bimodal_passes: int = 0,
+        modes: tuple[float, float] = (1.0, 9.0),
+    ) -> None:
         super().__init__(EngineConfig(name=name), EngineContext({}, {}, lambda: None, ["x"], ["y"]))
         self.clock, self.ms, self.bimodal_passes, self.binds, self.calls = clock, ms, bimodal_passes, 0, 0
+        self.modes = modes
 
     def default_label(self) -> str:
         return "fake"
@@ -206,19 +240,36 @@ class FakeTimedEngine(Engine):
     def _run_impl(self, feeds):
         self.calls += 1
         bimodal = self.binds <= self.bimodal_passes
-        self.clock.now += ((1.0 if self.calls % 2 else 9.0) if bimodal else self.ms) / 1000
+        self.clock.now += (self.modes[self.calls % 2] if bimodal else self.ms) / 1000
         return []
+
+
+def test_min_time_adds_runs_to_fast_engines_until_each_slice_spans_its_share(monkeypatch):
+    clock = VirtualClock()
+    monkeypatch.setattr(measure, "time", clock)
+    fast = FakeTimedEngine("fake-fast", clock, 0.1).load()
+    slow = FakeTimedEngine("fake-slow", clock, 30.0).load()
+    timings = Timings()
+    schedule = Schedule(rounds=4, warmup=1, iterations=8, time_budget_s=None, min_time_s=0.2)
+    measure.measure_pass([slow, fast], {}, 1, schedule, timings)
+    fast_rounds = timings.cell("fake-fast", 1).rounds
+    slow_rounds = timings.cell("fake-slow", 1).rounds
+    assert [len(r) for r in slow_rounds] == [2, 2, 2, 2]  # 60 ms slices: past 50 ms at the count
+    assert all(500 <= len(r) <= 501 for r in fast_rounds)  # 0.2 s / 4 rounds: 50 ms of 0.1 ms runs
+    assert timings.cell("fake-fast", 1).window_s == pytest.approx(0.2, rel=0.01)
 
 
 def test_inconclusive_gate_is_remeasured_with_the_baseline_only(tmp_path, monkeypatch):
     clock = VirtualClock()
     monkeypatch.setattr(measure, "time", clock)
     base = FakeTimedEngine("fake-baseline", clock, 4.0)
-    undecided = FakeTimedEngine("fake-undecided", clock, 1.0, bimodal_passes=99)
-    settled = FakeTimedEngine("fake-settles", clock, 1.0, bimodal_passes=1)  # decided after one re-measure
+    # Runs of 1 and 3 ms: every round's median is 2 ms, a speedup of 2 against the 4 ms baseline,
+    # right at the threshold, with each round's resampled median anywhere from 1 to 3 ms.
+    undecided = FakeTimedEngine("fake-undecided", clock, 1.0, bimodal_passes=99, modes=(1.0, 3.0))
+    settled = FakeTimedEngine("fake-settles", clock, 1.0, bimodal_passes=1)  # decided after two re-measures
     clear = FakeTimedEngine("fake-clear", clock, 1.0)
     engines = [e.load() for e in (base, undecided, settled, clear)]
-    settings = BenchmarkSection(warmup=1, iterations=32, rounds=8, remeasure=2, gates={"speedup": ">= 2"})
+    settings = BenchmarkSection(warmup=1, iterations=32, rounds=8, remeasure=3, gates={"speedup": ">= 2"})
     ctx = _context(tmp_path)
     bench = benchmark_stage(ctx, settings, engines, resolver_for(("x", ["batch", 4])), {})
     gates = {g.engine: g for g in bench.gates}
@@ -226,20 +277,22 @@ def test_inconclusive_gate_is_remeasured_with_the_baseline_only(tmp_path, monkey
     assert gates["fake-undecided"].status == "inconclusive" and not gates["fake-undecided"].passed
     lo, hi = gates["fake-undecided"].interval
     assert lo < 2.0 < hi
-    assert "still inconclusive after 2 re-measurement(s)" in gates["fake-undecided"].detail
-    assert bench.remeasured == 2
-    # Passes: the clear engine once; the settling one twice; the undecided one and the baseline 3x.
-    assert (clear.binds, settled.binds, undecided.binds, base.binds) == (1, 2, 3, 3)
+    assert "still inconclusive after 3 re-measurement(s)" in gates["fake-undecided"].detail
+    assert bench.remeasured == 3
+    # Passes: the clear engine once; the settling one 3x (the speedup is a median over rounds, so
+    # its 8 bimodal rounds stop mattering once clean rounds are well over half); the undecided
+    # one and the baseline 4x.
+    assert (clear.binds, settled.binds, undecided.binds, base.binds) == (1, 3, 4, 4)
     rounds = {r.engine: r.rounds for r in bench.results}
-    assert rounds == {"fake-baseline": 24, "fake-undecided": 24, "fake-settles": 16, "fake-clear": 8}
+    assert rounds == {"fake-baseline": 32, "fake-undecided": 32, "fake-settles": 24, "fake-clear": 8}
     timings = json.loads((ctx.workspace.root / "timings.json").read_text())
-    assert len(timings["fake-undecided"]["1"]) == 24 and len(timings["fake-clear"]["1"]) == 8
+    assert len(timings["fake-undecided"]["1"]) == 32 and len(timings["fake-clear"]["1"]) == 8
     assert timings["fake-clear"]["1"][0] == pytest.approx([1.0] * 4)  # the clock's ms, as timed
-    # The bimodal engine is flagged noisy (CV 0.8 > 0.25), in the report and as one warning line.
+    # The bimodal engines are flagged noisy (CV 0.5 and 1.3 > 0.25), in the report and as one warning line.
     noisy = {r["engine"] for r in bench.report()["results"] if r["noisy"]}
     assert bench.report()["noisy"] and noisy == {"fake-undecided", "fake-settles"}
     (warning,) = [w for w in ctx.warnings if "noisy latency" in w]
-    assert "fake-undecided at batch 1 (CV 0.8" in warning and "fake-clear" not in warning
+    assert "fake-undecided at batch 1 (CV 0.50" in warning and "fake-clear" not in warning
 
 
 # -- optcli run: a speed gate no measurement can decide -----------------------------------------------

@@ -43,17 +43,23 @@ def quantize_nncf_by_hand(src: Path, samples: list[dict[str, np.ndarray]], trans
         )
 
 
+def convert_from_torch(model: Any, sample: dict[str, np.ndarray], input_names: list[str]) -> Any:
+    """`ov.convert_model` of the PyTorch model itself (no ONNX in between), OpenVINO's defaults."""
+    import openvino as ov
+    import torch
+
+    example = tuple(torch.from_numpy(sample[n]) for n in input_names)
+    return ov.convert_model(model, example_input=example[0] if len(example) == 1 else example)
+
+
 def quantize_nncf_from_torch(
     model: Any, samples: list[dict[str, np.ndarray]], input_names: list[str], transformer: bool
 ) -> Any:
     """The other path the OpenVINO docs show: `ov.convert_model` of the PyTorch model itself (no ONNX
     in between), then nncf.quantize on that model."""
     import nncf
-    import openvino as ov
-    import torch
 
-    example = tuple(torch.from_numpy(samples[0][n]) for n in input_names)
-    converted = ov.convert_model(model, example_input=example[0] if len(example) == 1 else example)
+    converted = convert_from_torch(model, samples[0], input_names)
     feeds = [tuple(s[n] for n in input_names) if len(input_names) > 1 else s[input_names[0]] for s in samples]
     with contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(

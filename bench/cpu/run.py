@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.cpu.byhand import quantize_nncf_by_hand, quantize_nncf_from_torch, quantize_ort_by_hand
+from bench.cpu.byhand import (
+    convert_from_torch,
+    quantize_nncf_by_hand,
+    quantize_nncf_from_torch,
+    quantize_ort_by_hand,
+)
 from bench.cpu.candidates import (
     best_compiled,
     optcli_candidate,
@@ -121,6 +126,15 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, threads: int | None) ->
             threads,
             feeds,
             f"nncf.quantize{' (model_type transformer)' if transformer else ''}",
+        )
+    )
+    candidates.append(
+        ov_candidate(
+            "ov-from-torch",
+            convert_from_torch(model, calib_samples[0], names),
+            threads,
+            feeds,
+            "ov.convert_model(PyTorch), no quantization",
         )
     )
     candidates.append(

@@ -60,6 +60,7 @@ class Schedule:
     iterations: int
     time_budget_s: float | None
     method: Method = "interleaved"
+    min_time_s: float | None = None  # time each engine at least this long per pass (fast calls)
 
     def slices(self) -> list[int]:
         """Timed runs per round: `iterations` split as evenly as possible (at least one each)."""
@@ -82,6 +83,7 @@ def measure_pass(
         _runs(engine, bound[engine.label], schedule.warmup)
     slices = schedule.slices()
     budget = schedule.time_budget_s / len(slices) if schedule.time_budget_s else None
+    floor = schedule.min_time_s / len(slices) if schedule.min_time_s else None
     least = math.ceil(MIN_RUNS / len(slices))
     if schedule.method == "interleaved":
         order = [(engine, n) for n in slices for engine in engines]
@@ -90,7 +92,7 @@ def measure_pass(
     for engine, n in order:
         _runs(engine, bound[engine.label], min(schedule.warmup, REWARM_RUNS))
         cell = timings.cell(engine.label, batch_size)
-        times, window = _timed_slice(engine, bound[engine.label], n, budget, least)
+        times, window = _timed_slice(engine, bound[engine.label], n, budget, least, floor)
         cell.rounds.append(times)
         cell.window_s += window
         if on_slice:
@@ -105,19 +107,23 @@ def _runs(engine: Engine, bound: Any, count: int) -> None:
 
 
 def _timed_slice(
-    engine: Engine, bound: Any, count: int, budget_s: float | None, least: int
+    engine: Engine, bound: Any, count: int, budget_s: float | None, least: int, floor_s: float | None = None
 ) -> tuple[list[float], float]:
-    """`count` timed runs (fewer, but at least `least`, once `budget_s` is spent): each run's ms,
-    and the wall seconds from the first start to the last end (for measured throughput)."""
+    """`count` timed runs (fewer, but at least `least`, once `budget_s` is spent; more, while the
+    slice is shorter than `floor_s`): each run's ms, and the wall seconds from the first start to
+    the last end (for measured throughput)."""
     times: list[float] = []
     window_start = time.perf_counter()
     deadline = window_start + budget_s if budget_s else None
-    for _ in range(count):
+    until = window_start + floor_s if floor_s else None
+    while True:
         start = time.perf_counter()
         engine.run_bound(bound)
         engine.synchronize()  # device engines: the work must be done before the clock is read
         end = time.perf_counter()
         times.append((end - start) * 1000.0)
         if deadline and len(times) >= least and end > deadline:
+            break
+        if len(times) >= count and (until is None or end >= until):
             break
     return times, time.perf_counter() - window_start

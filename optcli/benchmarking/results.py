@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optcli.benchmarking.measure import Cell, Timings
-from optcli.benchmarking.stats import Interval, bootstrap, paired_p50, seed_for, summarize
+from optcli.benchmarking.stats import Interval, bootstrap, paired_speedup, seed_for, summarize
 
 
 @dataclass
@@ -105,7 +105,7 @@ def _result(
     if is_baseline:
         speedup, speedup_ci = 1.0, (1.0, 1.0)
     elif base is not None:
-        speedup, speedup_ci = paired_p50(base.rounds, len(cell.rounds)) / summary.p50, ci.speedup
+        speedup, speedup_ci = paired_speedup(base.rounds, cell.rounds), ci.speedup
     else:
         speedup, speedup_ci = None, None
     return LatencyResult(

@@ -151,11 +151,19 @@ class BenchmarkSection(StrictModel):
         description="Stop timing an engine/batch size after this many seconds (min 5 runs), shared "
         "over the rounds.",
     )
+    min_time_s: float | None = Field(
+        None,
+        gt=0,
+        description="Time every engine/batch size for at least this many seconds per measurement, "
+        "with more runs than `iterations` when calls are fast: a 0.1 ms call timed 100 times spans "
+        "10 ms, too short to average out a loaded machine. At most time_budget_s.",
+    )
     rounds: int = Field(
-        5,
+        20,
         ge=1,
         description="Rounds per measurement: each times a slice of every engine's runs in turn, so "
-        "background load hits all engines alike.",
+        "background load hits all engines alike; the speedup is the median over rounds of each "
+        "round's baseline/engine ratio.",
     )
     method: Literal["interleaved", "sequential"] = Field(
         "interleaved",
@@ -184,6 +192,12 @@ class BenchmarkSection(StrictModel):
         ge=1,
         description="Threads for every engine (fair comparison). Default: each runtime's.",
     )
+    steady_heap: bool = Field(
+        True,
+        description="Keep freed memory in the process while benchmarking (glibc mallopt), so PyTorch "
+        "eager does not page-fault its activations in on every call, as a server with jemalloc or "
+        "tcmalloc runs it; those faults' cost moves with the machine's state. false: glibc's defaults.",
+    )
     gates: dict[str, str] = Field(
         default_factory=dict,
         description="Metric -> threshold for every engine and batch size, e.g. {speedup: '>= 2'}, "
@@ -198,6 +212,15 @@ class BenchmarkSection(StrictModel):
         if any(s < 1 for s in sizes):
             raise ValueError(f"batch sizes must be >= 1, got {sizes}")
         return sizes
+
+    @model_validator(mode="after")
+    def _min_time_within_budget(self) -> BenchmarkSection:
+        if self.min_time_s and self.time_budget_s and self.min_time_s > self.time_budget_s:
+            raise ValueError(
+                f"min_time_s ({self.min_time_s:g}) is more than time_budget_s ({self.time_budget_s:g}): "
+                "the budget stops timing first"
+            )
+        return self
 
 
 class BaselineSection(StrictModel):

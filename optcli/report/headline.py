@@ -112,11 +112,18 @@ def versions_text(report: dict[str, Any]) -> str:
 
 
 def noisy_text(report: dict[str, Any]) -> str | None:
-    """Engines whose timings spread beyond benchmark.max_cv: their speed numbers are not stable."""
-    results = (report.get("benchmark") or {}).get("results", [])
+    """Engines whose timings spread beyond benchmark.max_cv, and other processes' load on the CPUs
+    the engines' threads needed: their speed numbers are not stable."""
+    benchmark = report.get("benchmark") or {}
     noisy = [
         f"{r['engine']} at batch {r.get('batch_size')} (CV {fmt((r.get('spread') or {}).get('cv'), 3)})"
-        for r in results
+        for r in benchmark.get("results", [])
         if r.get("noisy")
     ]
+    load = benchmark.get("machine_load") or {}
+    if load.get("contended"):
+        noisy.append(
+            f"other processes kept {fmt(load.get('other_cores'), 2)} of {load.get('cpus')} CPUs busy "
+            f"while engines ran {load.get('threads')} threads"
+        )
     return "noisy measurement: " + ", ".join(noisy) if noisy else None

@@ -14,6 +14,8 @@ from typing import Any
 from optcli import slo
 from optcli.backends import Engine, create_engine
 from optcli.benchmarking import LatencyResult, Schedule, Timings, analyze, measure_pass
+from optcli.benchmarking.heap import steady_heap
+from optcli.benchmarking.load import CpuCounters, MachineLoad, cpu_set, engine_threads, machine_load
 from optcli.calibration.synthetic import random_batch
 from optcli.gates import LATENCY_METRICS, GateResult, engine_gates, evaluate_interval
 from optcli.specs import ShapeResolver
@@ -32,14 +34,24 @@ class Benchmark:
     gates: list[GateResult]
     slo: dict[str, Any] | None = None  # mode slo: the budget, the search settings and each result
     mode: str = "latency"
+    load: MachineLoad | None = None  # other processes' CPU use while measuring (None: not readable)
+    heap: dict[str, Any] | None = None  # what benchmark.steady_heap set (None: off)
 
     @property
     def noisy(self) -> bool:
-        return any(r.noisy for r in self.results)
+        """Some engine's timings spread beyond max_cv, or other processes contended for the CPUs."""
+        return any(r.noisy for r in self.results) or bool(self.load and self.load.contended)
 
     def report(self) -> dict[str, Any]:
         if self.slo is not None:
-            return {"baseline": self.baseline, "mode": "slo", "slo": self.slo, "noisy": False, "results": []}
+            return {
+                "baseline": self.baseline,
+                "mode": "slo",
+                "slo": self.slo,
+                "noisy": False,
+                "heap": self.heap,
+                "results": [],
+            }
         return {
             "baseline": self.baseline,
             "mode": self.mode,
@@ -48,6 +60,8 @@ class Benchmark:
             "remeasured": self.remeasured,
             "timings_file": TIMINGS_FILE,
             "noisy": self.noisy,
+            "machine_load": self.load.to_dict() if self.load else None,
+            "heap": self.heap,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -62,15 +76,25 @@ def benchmark_stage(
 ) -> Benchmark:
     """`engines[0]` is the baseline. `own_gates`: each engine's own gates, by label. `validation`:
     the validation DataStream, where mode slo takes its samples."""
+    heap = steady_heap() if settings.steady_heap else None
     if settings.mode == "slo":
-        return slo_benchmark(ctx, settings, engines, resolver, own_gates, validation)
+        result = slo_benchmark(ctx, settings, engines, resolver, own_gates, validation)
+        result.heap = heap
+        return result
     baseline = engines[0]
     schedule = Schedule(
-        settings.rounds, settings.warmup, settings.iterations, settings.time_budget_s, settings.method
+        settings.rounds,
+        settings.warmup,
+        settings.iterations,
+        settings.time_budget_s,
+        settings.method,
+        settings.min_time_s,
     )
     timings = Timings()
     feeds = {bs: random_batch(resolver, resolver.sizes(batch_size=bs), seed=7) for bs in settings.batch_sizes}
+    cpus = cpu_set()
     with ctx.stage("benchmark") as record:
+        before = CpuCounters.read(cpus)
         _measure(ctx, "benchmarking", {bs: engines for bs in settings.batch_sizes}, feeds, schedule, timings)
         results = analyze(timings, baseline.label, settings.max_cv)
         decided = benchmark_gates(settings, own_gates, results, baseline.label)
@@ -83,7 +107,10 @@ def benchmark_stage(
             remeasured += 1
             results = analyze(timings, baseline.label, settings.max_cv)
             decided = benchmark_gates(settings, own_gates, results, baseline.label, remeasured=remeasured)
+        load = machine_load(before, CpuCounters.read(cpus), engine_threads(engines))
         ctx.workspace.write_json(TIMINGS_FILE, timings.to_json())
+        if load and (warning := load.warning()):
+            ctx.warn(warning)
         noisy = [
             f"{r.engine} at batch {r.batch_size} (CV {r.cv:.2f}, p90/p50 {r.p90_over_p50:.2f})"
             for r in results
@@ -100,9 +127,13 @@ def benchmark_stage(
             "method": settings.method,
             "rounds": len(schedule.slices()),
             "remeasured": remeasured,
+            "machine_load": load.to_dict() if load else None,
         }
     gates = [gate for _, gate in decided]
-    return Benchmark(baseline.label, settings.method, len(schedule.slices()), remeasured, results, gates)
+    rounds = len(schedule.slices())
+    return Benchmark(
+        baseline.label, settings.method, rounds, remeasured, results, gates, load=load, heap=heap
+    )
 
 
 def _measure(ctx, description, cells: dict[int, list[Engine]], feeds, schedule: Schedule, timings) -> None:
