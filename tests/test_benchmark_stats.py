@@ -259,6 +259,18 @@ def test_min_time_adds_runs_to_fast_engines_until_each_slice_spans_its_share(mon
     assert timings.cell("fake-fast", 1).window_s == pytest.approx(0.2, rel=0.01)
 
 
+def test_slow_engines_get_no_untimed_rewarm_runs_before_their_slices(monkeypatch):
+    clock = VirtualClock()
+    monkeypatch.setattr(measure, "time", clock)
+    fast = FakeTimedEngine("fake-fast", clock, 1.0).load()
+    slow = FakeTimedEngine("fake-slow", clock, 60.0).load()
+    schedule = Schedule(rounds=4, warmup=3, iterations=8, time_budget_s=None)
+    measure.measure_pass([fast, slow], {}, 1, schedule, Timings())
+    assert fast.calls == 3 + 4 * 2 + 8  # warm-up, two re-warm runs per slice, timed runs
+    assert slow.calls == 3 + 8  # a 60 ms call is past REWARM_MS: its slices start timed
+    assert measure.rewarm_runs(2, 15.0) == 1 and measure.rewarm_runs(2, 0.1) == 2
+
+
 def test_inconclusive_gate_is_remeasured_with_the_baseline_only(tmp_path, monkeypatch):
     clock = VirtualClock()
     monkeypatch.setattr(measure, "time", clock)

@@ -20,7 +20,10 @@ from optcli.calibration import Batch
 
 Method = Literal["interleaved", "sequential"]
 MIN_RUNS = 5  # per engine and batch size, even when the time budget is spent
-REWARM_RUNS = 2  # untimed runs before each slice: another engine just evicted the caches
+REWARM_RUNS = 2  # untimed runs before each slice: another engine just evicted the caches...
+# ...but no more than this many ms of them: a 100 ms call refills the caches in its first
+# milliseconds, and two untimed ResNet-50 calls before each of 20 slices doubled its benchmark.
+REWARM_MS = 20.0
 
 
 @dataclass
@@ -79,8 +82,12 @@ def measure_pass(
 ) -> None:
     """Time every engine once more for `schedule` at this batch size, appending rounds to `timings`."""
     bound = {engine.label: engine.bind(feeds) for engine in engines}
+    rewarm = {}
     for engine in engines:
+        start = time.perf_counter()
         _runs(engine, bound[engine.label], schedule.warmup)
+        per_call_ms = (time.perf_counter() - start) * 1000.0 / max(1, schedule.warmup)
+        rewarm[engine.label] = rewarm_runs(min(schedule.warmup, REWARM_RUNS), per_call_ms)
     slices = schedule.slices()
     budget = schedule.time_budget_s / len(slices) if schedule.time_budget_s else None
     floor = schedule.min_time_s / len(slices) if schedule.min_time_s else None
@@ -90,7 +97,7 @@ def measure_pass(
     else:
         order = [(engine, n) for engine in engines for n in slices]
     for engine, n in order:
-        _runs(engine, bound[engine.label], min(schedule.warmup, REWARM_RUNS))
+        _runs(engine, bound[engine.label], rewarm[engine.label])
         cell = timings.cell(engine.label, batch_size)
         times, window = _timed_slice(engine, bound[engine.label], n, budget, least, floor)
         cell.rounds.append(times)
@@ -98,6 +105,13 @@ def measure_pass(
         if on_slice:
             on_slice(n)
         interrupts.check()
+
+
+def rewarm_runs(most: int, per_call_ms: float) -> int:
+    """Untimed runs before a slice: up to `most`, as many as fit in REWARM_MS."""
+    if per_call_ms <= 0:
+        return most
+    return max(0, min(most, int(REWARM_MS // per_call_ms)))
 
 
 def _runs(engine: Engine, bound: Any, count: int) -> None:
