@@ -32,6 +32,7 @@ def test_counters_sum_only_the_cpus_this_process_may_use(tmp_path):
     both = CpuCounters.read({0, 1}, stat)
     only_cpu1 = CpuCounters.read({1}, stat)
     assert both.busy_s == pytest.approx(36 / tick) and both.steal_s == pytest.approx(4 / tick)
+    assert both.cpus == 2
     assert only_cpu1.busy_s == pytest.approx(24 / tick) and only_cpu1.steal_s == 0
     assert CpuCounters.read({7}, stat) is None  # none of the listed CPUs
     assert CpuCounters.read({0}, tmp_path / "missing") is None  # not Linux: nothing to say
@@ -65,8 +66,8 @@ def test_a_busy_process_beside_the_measurement_is_seen_and_flagged_in_the_report
 
 
 def test_this_process_own_cpu_time_is_not_counted_as_other_load():
-    before = CpuCounters(busy_s=10.0, steal_s=0.0, own_s=4.0, wall_s=100.0)
-    after = CpuCounters(busy_s=13.0, steal_s=0.5, own_s=5.0, wall_s=102.0)
+    before = CpuCounters(busy_s=10.0, steal_s=0.0, own_s=4.0, wall_s=100.0, cpus=2)
+    after = CpuCounters(busy_s=13.0, steal_s=0.5, own_s=5.0, wall_s=102.0, cpus=2)
     load = machine_load(before, after, threads=1)
     assert load.other_cores == pytest.approx(1.0)  # 3 s busy, 1 s of it ours, over 2 s
-    assert load.steal_pct == pytest.approx(100 * 0.5 / (2.0 * load.cpus))
+    assert load.cpus == 2 and load.steal_pct == pytest.approx(100 * 0.5 / (2.0 * 2))

@@ -6,7 +6,7 @@ minor faults per batch-64 call of the example recipe's CNN (by process: glibc's 
 to the frees it has seen), and their cost moves with the machine's state (the same process read
 7.3 ms and 10.8 ms per call, seconds apart). Engines with their own arenas (ONNX Runtime,
 OpenVINO) barely fault, so the speedup moved with it. With the thresholds below the same calls
-fault < 3 times each (per-process medians 9.0-9.3 ms in 3 processes): the way a serving process
+fault < 3 times each (per-process medians 8.9-9.4 ms in 3 processes): the way a serving process
 with jemalloc or tcmalloc runs PyTorch. Measured on this project's 2-core CPU machine.
 """
 

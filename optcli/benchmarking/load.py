@@ -24,6 +24,7 @@ class CpuCounters:
     steal_s: float  # time the hypervisor gave the virtual CPUs to someone else
     own_s: float  # this process's CPU time, all threads
     wall_s: float
+    cpus: int  # how many CPUs the counters cover
 
     @classmethod
     def read(cls, cpus: set[int], stat_file: Path = PROC_STAT) -> CpuCounters | None:
@@ -49,7 +50,7 @@ class CpuCounters:
         if not found:
             return None
         own = os.times()
-        return cls(busy, steal, own.user + own.system, time.monotonic())
+        return cls(busy, steal, own.user + own.system, time.monotonic(), found)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class MachineLoad:
 def machine_load(before: CpuCounters | None, after: CpuCounters | None, threads: int) -> MachineLoad | None:
     if before is None or after is None or after.wall_s <= before.wall_s:
         return None
-    cpus = usable_cpus()
+    cpus = after.cpus
     wall = after.wall_s - before.wall_s
     others = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
     steal = after.steal_s - before.steal_s
@@ -102,12 +103,7 @@ def cpu_set() -> set[int]:
     return set(range(os.cpu_count() or 1))
 
 
-def usable_cpus() -> int:
-    return len(cpu_set())
-
-
-def engine_threads(engines: list[Any]) -> int:
+def engine_threads(engines: list[Any], cpus: int) -> int:
     """The most threads any engine runs: its `threads` setting, else the runtime's default (every
-    usable CPU, as ONNX Runtime, OpenVINO and PyTorch choose it)."""
-    counts = [getattr(engine.config, "threads", None) or usable_cpus() for engine in engines]
-    return max(counts, default=usable_cpus())
+    one of the `cpus` usable CPUs, as ONNX Runtime, OpenVINO and PyTorch choose it)."""
+    return max((getattr(engine.config, "threads", None) or cpus for engine in engines), default=cpus)

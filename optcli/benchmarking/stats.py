@@ -16,8 +16,9 @@ CONFIDENCE = 0.95
 SEED = 20_240_917
 _CHUNK_VALUES = 2_000_000  # resampled values held at once (memory bound for long benchmarks)
 # Runs of one round the bootstrap resamples from: a longer round is thinned to this many of its
-# quantiles. Fast engines under benchmark.min_time_s time tens of thousands of runs a round; all of
-# them made one cell's intervals take ~15 s (0.5 s at 20 rounds of 128). The point values use every run.
+# quantiles. Fast engines under benchmark.min_time_s time tens of thousands of runs a round;
+# resampling all of them made the example recipe's benchmark stage take 112 s for ~20 s of timing
+# (now 0.5 s per cell at 20 rounds of 128). The point values use every run.
 BOOTSTRAP_RUNS_PER_ROUND = 128
 
 Interval = tuple[float, float]

@@ -107,7 +107,7 @@ def benchmark_stage(
             remeasured += 1
             results = analyze(timings, baseline.label, settings.max_cv)
             decided = benchmark_gates(settings, own_gates, results, baseline.label, remeasured=remeasured)
-        load = machine_load(before, CpuCounters.read(cpus), engine_threads(engines))
+        load = machine_load(before, CpuCounters.read(cpus), engine_threads(engines, len(cpus)))
         ctx.workspace.write_json(TIMINGS_FILE, timings.to_json())
         if load and (warning := load.warning()):
             ctx.warn(warning)
