@@ -43,6 +43,31 @@ SLO_METRICS = {  # benchmark.mode: slo
 BENCHMARK_METRICS = {**LATENCY_METRICS, **SLO_METRICS}
 
 
+# Metrics that only get worse as samples are added, and the gate directions a failure of which is
+# therefore final: a running minimum below a `>=` threshold stays below it. Validation stops running
+# an engine once one of these gates has failed (validate.stop_early).
+SETTLING_METRICS = {"cosine_min": (">=", ">"), "snr_db_min": (">=", ">"), "max_abs": ("<=", "<")}
+
+
+def settling_gates(gates: dict[str, str]) -> dict[str, str]:
+    """The gates whose failure more samples cannot undo."""
+    return {m: e for m, e in gates.items() if Threshold.parse(e).op in SETTLING_METRICS.get(m, ())}
+
+
+def settled_failure(summary: dict[str, float], gates: dict[str, str]) -> str | None:
+    """Which gate can no longer pass on these running metrics (NaN/Inf outputs fail every gate), or
+    None. `gates` come from settling_gates."""
+    if summary.get("non_finite") or summary.get("baseline_non_finite"):
+        return "validate.finite"
+    if not summary.get("values"):
+        return None  # nothing compared yet
+    for metric, expr in gates.items():
+        value = summary.get(metric)
+        if value is not None and not Threshold.parse(expr).holds(value):
+            return f"validate.{metric}"
+    return None
+
+
 def _finite(value: float | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 

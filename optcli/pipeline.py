@@ -36,7 +36,7 @@ from optcli.stages.preflight import check_class_output, check_id_ranges, preflig
 from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage
 from optcli.stages.recover import TuningData
 from optcli.stages.target import select, to_benchmark
-from optcli.stages.validate import validate_stage, validation_gates, validation_key
+from optcli.stages.validate import stop_gates_of, validate_stage, validation_gates, validation_key
 
 
 def run_recipe(
@@ -209,6 +209,7 @@ def _measure(
                 class_output=class_output,
                 output_names=output_names,
                 calibration_digests=quantized.calibration_digests if quantized else set(),
+                stop_gates=stop_gates_of(recipe.validate_, configs),
             )
             described = validation.engines
             report.validation = validation.report

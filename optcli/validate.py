@@ -9,6 +9,7 @@ from typing import Any
 from optcli.backends import Engine
 from optcli.calibration import Batch
 from optcli.errors import UserInputError
+from optcli.gates import settled_failure
 from optcli.metrics import ClassAccumulator, OutputAccumulator, non_finite_problem, summarize
 from optcli.ranking import RankingSet
 
@@ -20,6 +21,9 @@ class EngineValidation:
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
     classification: dict[str, float] = field(default_factory=dict)
+    # Set when validation stopped running this engine early: {"gate", "after_samples"}; its metrics
+    # then cover those first samples only.
+    stopped_early: dict[str, Any] | None = None
 
     def metric(self, name: str) -> float | None:
         if name in self.summary:
@@ -32,12 +36,15 @@ class EngineValidation:
         return non_finite_problem(self.summary)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "engine": self.engine,
             "precision": self.precision,
             "metrics": {**self.summary, **self.classification},
             "outputs": self.outputs,
         }
+        if self.stopped_early:
+            data["stopped_early"] = self.stopped_early
+        return data
 
 
 def validate_engines(
@@ -50,15 +57,21 @@ def validate_engines(
     class_output: int | None,
     on_batch: Any = None,
     data_field: str = "validate.data",
+    stop_gates: list[dict[str, str]] | None = None,
 ) -> tuple[list[EngineValidation], dict[str, Any]]:
     """Stream batches once through all engines; returns per-engine results and baseline stats.
 
-    Zero samples is an error, never a verdict: with nothing compared every metric would be vacuous."""
+    `stop_gates` (one dict per candidate, from gates.settling_gates): a candidate stops running once
+    one of its gates can no longer pass (its result says after how many samples); the others, and
+    the baseline, see every batch. Zero samples is an error, never a verdict: with nothing compared
+    every metric would be vacuous."""
     outputs = {c.label: [OutputAccumulator() for _ in output_names] for c in candidates}
     classes = {c.label: ClassAccumulator() for c in candidates}
     baseline_classes = ClassAccumulator()
     ranking = RankingSet([c.label for c in candidates], class_output)  # CTR outputs with 0/1 labels
     samples = 0
+    stops = dict(zip((c.label for c in candidates), stop_gates or [{}] * len(candidates)))
+    stopped: dict[str, dict[str, Any]] = {}
     for batch in batches:
         labels = batch.get(labels_key)
         reference = baseline.run(batch)
@@ -66,6 +79,8 @@ def validate_engines(
         if class_output is not None and _is_class_scores(reference, class_output):
             baseline_classes.update(reference[class_output], reference[class_output], labels)
         for engine in candidates:
+            if engine.label in stopped:
+                continue
             result = engine.run(batch)
             ranking.add(engine.label, result, labels)
             for acc, ref, cand in zip(outputs[engine.label], reference, result):
@@ -73,6 +88,12 @@ def validate_engines(
             if class_output is not None and _is_class_scores(reference, class_output):
                 classes[engine.label].update(reference[class_output], result[class_output], labels)
         samples += len(reference[0])
+        for engine in candidates:
+            if stop_gates is not None and engine.label not in stopped:
+                running = summarize({str(i): acc.result() for i, acc in enumerate(outputs[engine.label])})
+                gate = settled_failure(running, stops[engine.label])
+                if gate is not None:
+                    stopped[engine.label] = {"gate": gate, "after_samples": samples}
         if on_batch:
             on_batch(len(reference[0]))
     if samples == 0:
@@ -93,6 +114,7 @@ def validate_engines(
                     **(classes[engine.label].result() if classes[engine.label].samples else {}),
                     **ranking.metrics(engine.label),
                 },
+                stopped_early=stopped.get(engine.label),
             )
         )
     baseline_stats: dict[str, Any] = {"engine": baseline.label, "samples": samples}

@@ -206,12 +206,12 @@ def test_no_compiler_is_exit_3_with_the_fix(write_recipe, model_dir):
 def test_cpu_target_plans_aoti_once(tiny_recipe):
     machine = Machine(cpu_flags=("avx2",), packages=frozenset(), gpus=())
     plan = make_plan(tiny_recipe(target="target: cpu", build="build: []"), machine)
-    assert [e.label for e in plan.engines if e.config.engine == "aoti"] == ["aoti-fp32"]  # no bf16 ISA
+    # FP32 is not a default candidate (measured last, at a long compile); no bf16 ISA here.
+    assert [e.label for e in plan.engines if e.config.engine == "aoti"] == []
     bf16 = Machine(cpu_flags=("avx512_bf16",), packages=frozenset(), gpus=())
     planned = make_plan(tiny_recipe(target="target: cpu", build="build: []"), bf16)
-    assert {"aoti-fp32", "aoti-bf16"} <= {e.label for e in planned.engines} | {
-        m["engine"] for m in planned.not_available
-    }
+    labels = {e.label for e in planned.engines} | {m["engine"] for m in planned.not_available}
+    assert "aoti-bf16" in labels and "aoti-fp32" not in labels
     # A recipe engine computing the same thing is not planned twice (it would also clash on its label).
     with_recipe = make_plan(tiny_recipe(target="target: cpu", build=BUILD), machine)
     assert [e.origin for e in with_recipe.engines if e.config.engine == "aoti"] == ["recipe"]

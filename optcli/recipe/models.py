@@ -114,6 +114,14 @@ class ValidateSection(StrictModel):
         "accuracy_drop: '<= 0.01'}. Metrics: " + ", ".join(VALIDATION_METRICS),
     )
 
+    stop_early: bool = Field(
+        True,
+        description="Stop running an engine once a gate more samples cannot undo has failed (cosine_min, "
+        "snr_db_min or max_abs past its threshold, NaN/Inf outputs); its metrics then cover the samples "
+        "up to there, and the report says how many. false: every engine sees every sample (full metrics "
+        "for a failing engine).",
+    )
+
     _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, VALIDATION_METRICS))
 
     @field_validator("class_output")
@@ -272,10 +280,10 @@ class Recipe(LocatedModel):
     target: Literal["cpu", "gpu", "auto"] | None = Field(
         None,
         description="Also build every available engine/precision candidate for this target (cpu: ONNX "
-        "Runtime FP32/INT8, OpenVINO FP32/BF16/INT8 with NNCF, AOTInductor; gpu: torch eager FP16/BF16, "
-        "torch.compile, AOTInductor, torchao INT8/FP8, TensorRT, ORT-GPU, against eager FP32 on the GPU), "
-        "validate each, and choose the fastest that passes the validate gates; the report ranks them. "
-        "auto: cpu. CLI: --target.",
+        "Runtime FP32/INT8, OpenVINO FP32/BF16/INT8 with NNCF, mixed INT8, AOTInductor BF16; gpu: "
+        "torch eager FP16/BF16, torch.compile, AOTInductor, torchao INT8/FP8, TensorRT, ORT-GPU, against "
+        "eager FP32 on the GPU), validate each, and choose the fastest that passes the validate gates; "
+        "the report ranks them. auto: cpu. CLI: --target.",
     )
     skip_unavailable: bool = Field(
         False,

@@ -4,6 +4,11 @@ Its result is cached by the engines' configs, their artifacts' digests, the PyTo
 validation data's fingerprint; gates are evaluated afterwards, so a rerun that changes only a
 threshold reads the metrics back and evaluates the new gates (and, with the benchmark off, builds
 no engine at all).
+
+With validate.stop_early an engine stops running once a gate it can no longer pass has failed
+(a worst-sample or maximum metric, NaN/Inf outputs: gates.settling_gates). Its cached metrics then
+cover only the first samples, so a rerun reuses them only while one of its settling gates still
+fails on them (the verdict more samples could not change); a relaxed threshold validates anew.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from typing import Any
 
 from optcli.cache import make_key
 from optcli.calibration import sample_digests
-from optcli.gates import VALIDATION_METRICS, GateResult, engine_gates, evaluate
+from optcli.gates import (
+    VALIDATION_METRICS,
+    GateResult,
+    engine_gates,
+    evaluate,
+    settled_failure,
+    settling_gates,
+)
 from optcli.ranking import BASELINE_KEYS
 from optcli.stages.context import StageContext
 from optcli.stages.data import DataStream, too_few_samples
@@ -49,9 +61,13 @@ def validate_stage(
     class_output: int | None,
     output_names: list[str],
     calibration_digests: set[bytes],
+    stop_gates: list[dict[str, str]] | None = None,
 ) -> Validation:
-    """Judge on `judged` samples after the first `skip` (those accuracy recovery tuned on)."""
+    """Judge on `judged` samples after the first `skip` (those accuracy recovery tuned on).
+    `stop_gates`: each candidate's settling gates (None: every engine sees every sample)."""
     entry = ctx.cache.get("validate", key)
+    if entry is not None and not _still_settled(entry.meta["results"], stop_gates):
+        entry = None
     engines_built = built() if entry is None else None  # the build is its own stage, before this one
     with ctx.stage("validate") as record:
         if entry is not None:
@@ -69,6 +85,7 @@ def validate_stage(
                 class_output,
                 output_names,
                 calibration_digests,
+                stop_gates,
             )
             engines = engines_built.descriptions
             meta = {"results": [asdict(r) for r in results], "baseline": baseline_stats, "counts": counts}
@@ -79,6 +96,7 @@ def validate_stage(
             "overlap_with_calibration": counts["calibration"],
             "cached": entry is not None,
             "cache_key": key,
+            "stopped_early": {r.engine: r.stopped_early for r in results if r.stopped_early},
         }
     if counts["calibration"]:
         ctx.warn(f"{counts['calibration']} validation samples were also used for calibration")
@@ -111,7 +129,27 @@ def validate_stage(
     return Validation(results, report, engines)
 
 
-def _measure(ctx, engines, data: DataStream, judged, skip, class_output, output_names, calibration_digests):
+def stop_gates_of(settings, configs: list[Any]) -> list[dict[str, str]] | None:
+    """Each candidate's gates that a failure settles (validate.stop_early), or None when off."""
+    if not settings.stop_early:
+        return None
+    return [settling_gates(engine_gates(settings.gates, c.gates, VALIDATION_METRICS)) for c in configs]
+
+
+def _still_settled(cached: list[dict[str, Any]], stop_gates: list[dict[str, str]] | None) -> bool:
+    """Whether cached results that stopped early still decide today's verdict: each stopped engine
+    fails one of today's settling gates on its partial metrics (with stopping off, none may stop)."""
+    for index, result in enumerate(cached):
+        if not result.get("stopped_early"):
+            continue
+        if stop_gates is None or settled_failure(result["summary"], stop_gates[index]) is None:
+            return False
+    return True
+
+
+def _measure(
+    ctx, engines, data: DataStream, judged, skip, class_output, output_names, calibration_digests, stop_gates
+):
     progress = ctx.ui.progress("validating", total=judged)
     names = data.input_names
     counts = {"calibration": 0, "tuning": 0}
@@ -135,6 +173,7 @@ def _measure(ctx, engines, data: DataStream, judged, skip, class_output, output_
             labels_key=data.context.labels_key,
             class_output=class_output,
             on_batch=progress.advance,
+            stop_gates=stop_gates,
         )
     finally:
         progress.close()
@@ -154,9 +193,15 @@ def validation_gates(shared: dict[str, str], own: dict[str, dict[str, str]], res
                     "validate.finite", result.engine, result.summary["non_finite"], "== 0", problem=problem
                 )
             )
+        stopped = result.stopped_early
         for metric, expr in engine_gates(shared, own.get(result.engine, {}), VALIDATION_METRICS).items():
             value = result.metric(metric)
             detail = "" if value is not None else "metric not available (no labels or no class output)"
+            if stopped:
+                detail = (
+                    f"on the first {stopped['after_samples']} held-out samples: validation stopped once "
+                    f"{stopped['gate']} could no longer pass" + (f"; {detail}" if detail else "")
+                )
             gates.append(evaluate(f"validate.{metric}", result.engine, value, expr, detail, problem=problem))
     return gates
 
