@@ -72,11 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="Tiny counts everywhere: checks the plumbing.")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "cpu-suite", help="Run folders.")
     parser.add_argument("--md", type=Path, default=ROOT / "bench" / "results-cpu.md", help="Markdown output.")
-    parser.add_argument("--from-json", type=Path, help="Only re-render the Markdown from a results.json.")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="Only re-render the Markdown from results.json files (several: one table, their models in "
+        "order, suite times summed; they must share passes, rounds and iters).",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
-        data = json.loads(args.from_json.read_text(encoding="utf-8"))
-        text = markdown(data["models"], data["meta"])
+        parts = [json.loads(path.read_text(encoding="utf-8")) for path in args.from_json]
+        settings = {tuple(part["meta"][k] for k in ("passes", "rounds", "iters")) for part in parts}
+        if len(settings) > 1:
+            parser.error(f"--from-json: measured with different passes/rounds/iters: {settings}")
+        meta = {**parts[0]["meta"], "seconds": round(sum(part["meta"]["seconds"] for part in parts), 1)}
+        text = markdown([model for part in parts for model in part["models"]], meta)
         print(text)
         args.md.write_text(text, encoding="utf-8")
         return 0

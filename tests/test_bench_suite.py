@@ -78,6 +78,23 @@ def test_from_json_renders_the_table_and_summary(tmp_path):
     assert "no by-hand peer passes the recipe's gates" in text
 
 
+def test_from_json_merges_runs_into_one_table(tmp_path):
+    """Two suite runs (say CNNs, then transformers) render as one table with their times summed;
+    runs measured with other settings are refused."""
+    other = {**RESULT, "model": "minilm", "threads": 1}
+    (tmp_path / "a.json").write_text(json.dumps({"meta": META, "models": [RESULT]}))
+    (tmp_path / "b.json").write_text(json.dumps({"meta": {**META, "seconds": 60}, "models": [other]}))
+    md = tmp_path / "out.md"
+    result = _suite("--from-json", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--md", str(md))
+    assert result.returncode == 0, result.stderr
+    text = md.read_text()
+    assert "| resnet50 @2t | ort-int8-byhand" in text and "| minilm @1t | ort-int8-byhand" in text
+    assert "Suite run time 3.0 min" in text
+    (tmp_path / "c.json").write_text(json.dumps({"meta": {**META, "rounds": 3}, "models": [other]}))
+    result = _suite("--from-json", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--md", str(md))
+    assert result.returncode == 2 and "different passes/rounds/iters" in result.stderr
+
+
 def test_suite_modules_stay_small():
     for path in [SUITE, *(REPO / "bench" / "cpu").glob("*.py")]:
         assert len(path.read_text().splitlines()) <= 250, path
