@@ -116,9 +116,14 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, threads: int | None) ->
     if not args.no_compile:
         log(f"{spec.name}: torch.compile fp32 and bf16-autocast")
         candidates.append(best_compiled(model, names, feeds, trial_calls=2 if args.smoke else 8))
-    candidates.append(
-        ort_candidate("ort-int8-byhand", ort_path, threads, feeds, "quantize_static defaults, per-channel")
-    )
+    try:
+        candidates.append(
+            ort_candidate(
+                "ort-int8-byhand", ort_path, threads, feeds, "quantize_static defaults, per-channel"
+            )
+        )
+    except Exception as exc:  # a peer ORT cannot load is that peer's result, not the suite's end
+        log(f"{spec.name}: ort-int8-byhand left out, ORT cannot load it: {str(exc)[-160:]}")
     candidates.append(
         ov_candidate(
             "ov-nncf-int8-byhand",
