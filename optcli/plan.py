@@ -296,8 +296,8 @@ def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) 
             )
         else:
             candidates.append(OnnxRuntimeConfig(name="ort-mixed", artifact="quantized_mixed"))
-    # AOTInductor FP32 is not a default candidate: cold, its C++ compile was most of the build
-    # stage's 42 s (ResNet-50, 37 s of it) and 54 s (MobileNetV3-L), and in every ranking measured
+    # AOTInductor FP32 is not a default candidate: cold, the build stage took 42 s with it on
+    # ResNet-50 (its compile 37 s) and 2 s without it, and in every ranking measured
     # (ResNet-50, MobileNetV3-L at 1 and 2 threads, this project's AVX2 EPYC) it came last, at
     # 1.6-2.8x ORT FP32's p50 (bench/results-cpu.md). List `{engine: aoti}` under build: to rank
     # it too. BF16 (unmeasured here) stays on BF16 CPUs.

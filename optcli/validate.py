@@ -70,7 +70,7 @@ def validate_engines(
     baseline_classes = ClassAccumulator()
     ranking = RankingSet([c.label for c in candidates], class_output)  # CTR outputs with 0/1 labels
     samples = 0
-    stops = dict(zip((c.label for c in candidates), stop_gates or [{}] * len(candidates)))
+    stops = {} if stop_gates is None else dict(zip((c.label for c in candidates), stop_gates))
     stopped: dict[str, dict[str, Any]] = {}
     for batch in batches:
         labels = batch.get(labels_key)
@@ -88,12 +88,11 @@ def validate_engines(
             if class_output is not None and _is_class_scores(reference, class_output):
                 classes[engine.label].update(reference[class_output], result[class_output], labels)
         samples += len(reference[0])
-        for engine in candidates:
-            if stop_gates is not None and engine.label not in stopped:
-                running = summarize({str(i): acc.result() for i, acc in enumerate(outputs[engine.label])})
-                gate = settled_failure(running, stops[engine.label])
-                if gate is not None:
-                    stopped[engine.label] = {"gate": gate, "after_samples": samples}
+        for label, gates in stops.items():
+            if label not in stopped:
+                running = summarize({str(i): acc.result() for i, acc in enumerate(outputs[label])})
+                if (gate := settled_failure(running, gates)) is not None:
+                    stopped[label] = {"gate": gate, "after_samples": samples}
         if on_batch:
             on_batch(len(reference[0]))
     if samples == 0:

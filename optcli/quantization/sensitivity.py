@@ -78,7 +78,8 @@ class Sweep:
             return
         path = save_model(self.model, self.folder / "sweep.onnx")
         # No fusion: the Q/DQ arithmetic as written. Level `all` was only ~10% faster on ResNet-50
-        # (0.344 vs 0.378 s a pass, same ranking; bench/sweep_level.py): the If switches block it.
+        # (0.344 vs 0.378 s a pass, same ranking; bench/sweep_level.py), presumably as the If switches
+        # leave it little to fuse.
         session = create_session(path, level="disabled")
         off = {switch: np.array(False) for switch in self.switches.values()}
         feeds = [{name: batch[name] for name in input_names} for batch in batches]

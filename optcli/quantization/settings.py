@@ -118,8 +118,9 @@ class MixedPrecisionSettings(StrictModel):
         "the validate stage judges every engine on the validate.samples after them.",
     )
     # 2, not 4: on ResNet-50 (this project's 2-core AVX2 EPYC) the ranking took 34.8 s instead of
-    # 46.6 s with the same top layers and the same kept set; the search's trials judge every set on
-    # all tuning samples either way, so a coarser ranking can cost trials, never a wrong verdict.
+    # 46.6 s, with the same four top-ranked layers and the same kept set; the search's trials judge
+    # every set on all tuning samples either way, so a coarser ranking can cost trials, never a
+    # wrong verdict.
     diagnose_samples: int = Field(
         2,
         ge=1,
