@@ -35,8 +35,8 @@ from optcli.stages.model import export_stage, passes_stage
 from optcli.stages.preflight import check_class_output, check_id_ranges, preflight
 from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage
 from optcli.stages.recover import TuningData
-from optcli.stages.target import select, to_benchmark
-from optcli.stages.validate import stop_gates_of, validate_stage, validation_gates, validation_key
+from optcli.stages.target import latency_probe, select, to_benchmark
+from optcli.stages.validate import judging_of, validate_stage, validation_gates, validation_key
 
 
 def run_recipe(
@@ -185,6 +185,7 @@ def _measure(
 
     try:
         described: list[dict[str, Any]] = []
+        pruned: dict[str, dict[str, Any]] = {}  # candidates validation left out (optcli.fastest_first)
         if recipe.validate_.enabled:
             identity = {
                 "baseline": plan.baseline.model_dump(mode="json"),
@@ -197,6 +198,7 @@ def _measure(
                 "hardware": {k: report.environment.get(k) for k in ("cpu", "cpu_features", "gpu")},
             }
             skip = quantized.tuning_samples if quantized else 0
+            probe = latency_probe(recipe.benchmark, plan.target, resolver)  # target runs: fastest first
             class_output = recipe.validate_.class_output
             key = validation_key(ctx, identity, data.validation, skip, class_output)
             validation = validate_stage(
@@ -209,16 +211,19 @@ def _measure(
                 class_output=class_output,
                 output_names=output_names,
                 calibration_digests=quantized.calibration_digests if quantized else set(),
-                stop_gates=stop_gates_of(recipe.validate_, configs),
+                judging=judging_of(recipe.validate_, configs, probe),
             )
             described = validation.engines
             report.validation = validation.report
+            pruned = {r.engine: r.pruned for r in validation.results if r.pruned}
             own = _own_gates(described, configs)
             report.gates += validation_gates(recipe.validate_.gates, own, validation.results)
         benchmark = None
         if recipe.benchmark.enabled:
             # With a target, a candidate that failed its validate gates cannot be chosen: not timed.
-            timed = to_benchmark(engines().engines, report.gates) if plan.target else engines().engines
+            timed = engines().engines
+            if plan.target:
+                timed = to_benchmark(timed, report.gates, pruned)
             ctx.enter("benchmark")
             own = _own_gates(engines().descriptions, configs)
             benchmark = benchmark_stage(ctx, recipe.benchmark, timed, resolver, own, data.validation)
@@ -233,7 +238,7 @@ def _measure(
             mixed = (report.quantization or {}).get("mixed_precision") or {}
             extra = {mixed["engine"]: {"kept_float": mixed["kept_float"]}} if "kept_float" in mixed else {}
             batch = recipe.benchmark.batch_sizes[0]
-            choice = select(labels, precisions, report.gates, latency, batch, extra=extra)
+            choice = select(labels, precisions, report.gates, latency, batch, extra=extra, pruned=pruned)
             report.selection.update({"candidates": labels, **choice})
             if choice["chosen"] is None:
                 ctx.warn(f"target {plan.target}: no candidate passed the validate gates")

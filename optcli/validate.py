@@ -24,6 +24,9 @@ class EngineValidation:
     # Set when validation stopped running this engine early: {"gate", "after_samples"}; its metrics
     # then cover those first samples only.
     stopped_early: dict[str, Any] | None = None
+    # Set when a target run left this engine unvalidated (fastest_first.Pruned as a dict): it has no
+    # metrics, and no gates.
+    pruned: dict[str, Any] | None = None
 
     def metric(self, name: str) -> float | None:
         if name in self.summary:
@@ -44,11 +47,42 @@ class EngineValidation:
         }
         if self.stopped_early:
             data["stopped_early"] = self.stopped_early
+        if self.pruned:
+            data["pruned"] = self.pruned
         return data
 
 
+class RecordingBaseline:
+    """The baseline engine, keeping the batches it ran and its outputs (while they fit in
+    `cap_bytes`), so that another pass over the same samples replays them instead of running it.
+    A later pass gets the very batch objects it recorded, so a source that yields different data
+    each time cannot pair one sample's reference with another's."""
+
+    def __init__(self, engine: Engine, cap_bytes: int) -> None:
+        self.engine = engine
+        self.label = engine.label
+        self.cap_bytes = cap_bytes
+        self.batches: list[Batch] = []
+        self.complete = True  # every batch so far is recorded
+        self._outputs: dict[int, list[Any]] = {}
+        self._bytes = 0
+
+    def run(self, batch: Batch) -> list[Any]:
+        if id(batch) in self._outputs:
+            return self._outputs[id(batch)]
+        outputs = self.engine.run(batch)
+        size = sum(v.nbytes for v in batch.values() if hasattr(v, "nbytes")) + sum(o.nbytes for o in outputs)
+        if self.complete and self._bytes + size <= self.cap_bytes:
+            self.batches.append(batch)
+            self._outputs[id(batch)] = outputs
+            self._bytes += size
+        else:
+            self.complete = False
+        return outputs
+
+
 def validate_engines(
-    baseline: Engine,
+    baseline: Engine | RecordingBaseline,
     candidates: list[Engine],
     batches: Iterable[Batch],
     *,

@@ -122,7 +122,7 @@ def test_target_cpu_adds_a_mixed_candidate_when_int8_misses_the_gates(write_reci
     path = write_recipe(
         model=OUTLIER,
         quantization="quantization: {precision: int8, calibration: {samples: 64}, mixed: {samples: 32}}",
-        validate="validate: {samples: 96, batch_size: 32, gates: {cosine_min: '>= 0.9'}}",
+        validate="validate: {samples: 96, batch_size: 32, gates: {cosine_min: '>= 0.9'}, prune_ratio: null}",
         build="build: []",
     )
     run = tmp_path / "run"

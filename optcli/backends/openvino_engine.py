@@ -96,7 +96,11 @@ class OpenVINOEngine(OnnxEngine):
         self._bound: Any = None
 
     def _run_impl(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self._bound = None  # run() replaces the input tensors a bind() set
+        if self._bound is not None:
+            # A bind() set the caller's arrays as the input tensors: infer(dict) would copy into
+            # them, and a larger batch does not fit ("Could set new shape"). A fresh request does.
+            self._request = self._compiled.create_infer_request()
+            self._bound = None
         result = self._request.infer(self.ordered_feeds(feeds, self._inputs))
         return [np.asarray(result[port]) for port in self._compiled.outputs]  # copies: share_outputs=False
 

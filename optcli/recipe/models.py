@@ -121,6 +121,14 @@ class ValidateSection(StrictModel):
         "up to there, and the report says how many. false: every engine sees every sample (full metrics "
         "for a failing engine).",
     )
+    prune_ratio: float | None = Field(
+        1.5,
+        gt=1.0,
+        description="With a target and a latency benchmark: validate the candidates fastest first after "
+        "a short latency probe, and leave out (unvalidated, unbenchmarked) those whose probe is at least "
+        "this many times that of a candidate that passed; they could not be chosen. null: validate and "
+        "benchmark every candidate.",
+    )
 
     _check_gates = field_validator("gates")(lambda cls, v: check_gate_names(v, VALIDATION_METRICS))
 
