@@ -150,6 +150,10 @@ def test_target_cpu_adds_a_mixed_candidate_when_int8_misses_the_gates(write_reci
     assert report["validation"]["held_out_samples"] == {"first": 32, "count": 96}
     patch = (run / "recipe-patch.yaml").read_text()
     assert all(module in patch for module in mixed["kept_float"]["modules"])
+    # The patch says whether the quantizer passed given only these exclusions.
+    requantized = mixed["margins"]["requantized"]
+    said = "passed on the tuning samples too" if requantized >= 0 else "MISSED the gates"
+    assert said in patch and (requantized >= 0) == mixed["artifact_from"].endswith("layers excluded")
     stages = [s["name"] for s in report["stages"]]
     assert stages.index("quantize:int8-nncf") < stages.index("quantize:mixed") < stages.index("validate")
 

@@ -235,3 +235,24 @@ def test_validation_metrics_are_keyed_by_the_hardware(write_recipe, tmp_path, mo
     ran = stages(run(path, tmp_path / "a", "benchmark.enabled=false"))
     assert ran["export"] is True and ran["quantize:int8"] is True  # the artifacts do not depend on it
     assert ran["validate"] is False
+
+
+def test_a_nested_stage_counts_in_its_own_record_only(tmp_path, monkeypatch):
+    """The model's load runs inside the export stage: export's seconds leave the load's out, so the
+    stage records add up to the run's time (a fake clock, so no test waits)."""
+    import optcli.stages.context as context_module
+    from optcli.console import SilentUI
+    from optcli.stages.context import StageContext
+    from optcli.workspace import Workspace
+
+    clock = [0.0]
+    monkeypatch.setattr(context_module.time, "perf_counter", lambda: clock[0])
+    ctx = StageContext(Workspace(tmp_path / "run").prepare(), SilentUI(), StageCache(enabled=False), {})
+    with ctx.stage("export"):
+        clock[0] += 1.0
+        with ctx.stage("load"):
+            clock[0] += 10.0
+        clock[0] += 2.0
+    with ctx.stage("quantize"):
+        clock[0] += 4.0
+    assert {r.name: r.seconds for r in ctx.records} == {"load": 10.0, "export": 3.0, "quantize": 4.0}

@@ -35,6 +35,9 @@ class StageContext:
     records: list[StageRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     current_stage: str | None = None  # what report.json's `error.stage` names if the run stops now
+    # Seconds spent in stages nested in each open stage (the model's load inside the export): a
+    # stage's record counts its own time only, so that the records add up to the run's.
+    _nested_s: list[float] = field(default_factory=list)
 
     def enter(self, name: str) -> None:
         """A pipeline step begins; stop here if a signal arrived that library code swallowed."""
@@ -51,8 +54,15 @@ class StageContext:
         self.ui.stage_started(name)
         record = StageRecord(name=name, seconds=0.0)
         start = time.perf_counter()
-        yield record
+        self._nested_s.append(0.0)
+        try:
+            yield record
+        finally:
+            nested = self._nested_s.pop()
         interrupts.check()  # a swallowed interrupt must not be recorded as a finished stage
-        record.seconds = round(time.perf_counter() - start, 3)
+        elapsed = time.perf_counter() - start
+        if self._nested_s:
+            self._nested_s[-1] += elapsed
+        record.seconds = round(elapsed - nested, 3)
         self.records.append(record)
         self.ui.stage_finished(record)

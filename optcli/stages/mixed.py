@@ -213,7 +213,7 @@ def _finish(
     modules = sorted({module_path(nodes[n]) for n in kept if n in nodes and module_path(nodes[n])})
     bare = sorted(n for n in kept if not module_path(nodes[n]))
     patch = {"quantization": {"exclude": {k: v for k, v in (("modules", modules), ("nodes", bare)) if v}}}
-    _write_patch(ctx, patch, inputs.engine.name)
+    _write_patch(ctx, patch, inputs.engine.name, requantized)
     return {
         "kept_float": {"modules": modules, "nodes": bare},
         "kept_float_nodes": kept,
@@ -230,8 +230,20 @@ def _statistics(ctx: StageContext, inputs: MixedInputs) -> CalibrationCache:
     return CalibrationCache(folder if enabled else None, inputs.calibration.fingerprint())
 
 
-def _write_patch(ctx: StageContext, patch: dict[str, Any], label: str) -> None:
-    """recipe-patch.yaml: merged with accuracy recovery's exclusions when that wrote one too."""
+def _write_patch(ctx: StageContext, patch: dict[str, Any], label: str, requantized: float | None) -> None:
+    """recipe-patch.yaml: merged with accuracy recovery's exclusions when that wrote one too. Its
+    comment says whether the quantizer, given just these exclusions, passed (`requantized`: that
+    margin, None when the budget left no time to try)."""
+    if requantized is None:
+        outcome = "# Not checked: the search's time budget ran out before re-quantizing with them.\n"
+    elif requantized >= 0:
+        outcome = "# Re-quantized with these exclusions, it passed on the tuning samples too.\n"
+    else:
+        outcome = (
+            f"# Re-quantized with only these exclusions, it MISSED the gates on the tuning samples (margin\n"
+            f"# {requantized:.4g}): the candidate this run built is the edited Q/DQ graph (layers kept in\n"
+            "# float after calibration), so merging this alone may not pass.\n"
+        )
     path = ctx.workspace.path(PATCH_FILE)
     merged = yaml.safe_load(path.read_text()) if path.exists() else None
     exclude = ((merged or {}).get("quantization") or {}).get("exclude") or {}
@@ -241,6 +253,7 @@ def _write_patch(ctx: StageContext, patch: dict[str, Any], label: str) -> None:
         PATCH_FILE,
         f"# Merge into the recipe to keep these layers in floating point ({label}: the fewest layers\n"
         "# that made the fastest INT8 engine pass the validate gates on the tuning samples).\n"
+        + outcome
         + yaml.safe_dump({"quantization": {"exclude": exclude}}, sort_keys=False),
     )
 
