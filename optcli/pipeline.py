@@ -26,11 +26,12 @@ from optcli.report.model import RunReport, command_record
 from optcli.run_folder import locked_run, recipe_record, recorded
 from optcli.specs import ShapeResolver
 from optcli.stages.benchmark import benchmark_stage
-from optcli.stages.build import Built, build_stage
+from optcli.stages.build import Built, build_stage, engine_context
 from optcli.stages.context import UI, StageContext
 from optcli.stages.data import LazyModel, RunData, open_data
 from optcli.stages.keys import model_fingerprint
 from optcli.stages.mixed import mixed_inputs, mixed_stage
+from optcli.stages.mixed_source import choose_mixed_source
 from optcli.stages.model import export_stage, passes_stage
 from optcli.stages.preflight import check_class_output, check_id_ranges, preflight
 from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage
@@ -133,10 +134,14 @@ def _execute(
         artifacts["quantized_nncf"] = nncf
         report.quantization.setdefault("artifacts", {})["quantized_nncf"] = nncf.precision_detail
     if "quantized_mixed" in plan.artifacts and not through_quantization:
-        inputs = mixed_inputs(recipe, plan, artifacts, data.calibration, tuning, exported.output_names, sizes)
         hardware = {k: report.environment.get(k) for k in ("cpu", "cpu_features")}
+        names, probe = exported.output_names, latency_probe(recipe.benchmark, plan.target, resolver)
+        context = engine_context(ctx, artifacts, model, section, names)
+        source = choose_mixed_source(ctx, plan, artifacts, context, probe, hardware, Machine.here())
+        calibration = data.calibration
+        inputs = mixed_inputs(recipe, plan, artifacts, calibration, tuning, names, sizes, source.artifact)
         mixed = mixed_stage(ctx, inputs, hardware)
-        report.quantization["mixed_precision"] = mixed.details
+        report.quantization["mixed_precision"] = {**mixed.details, "source": source.to_dict()}
         quantized.tuning_samples = max(quantized.tuning_samples, mixed.tuning_samples)
         if mixed.artifact is not None:
             artifacts["quantized_mixed"] = mixed.artifact

@@ -250,6 +250,16 @@ def mixed_source(artifacts: dict[str, str]) -> str:
     return "quantized_nncf" if "quantized_nncf" in artifacts else "quantized"
 
 
+def mixed_candidate(int8_engine: EngineConfig, machine: Machine) -> EngineConfig:
+    """The mixed candidate that starts from `int8_engine`'s artifact: the same engine on the mixed
+    artifact, its kept layers in BF16 where the CPU has it (OpenVINO's hint), else FP32."""
+    name = {"onnxruntime": "ort", "openvino": "ov"}[int8_engine.engine] + "-mixed"
+    update: dict[str, Any] = {"name": name, "artifact": "quantized_mixed"}
+    if "precision_hint" in type(int8_engine).model_fields:
+        update["precision_hint"] = "bf16" if machine.bf16 else "f32"
+    return int8_engine.model_copy(update=update)
+
+
 def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
     """`target: cpu` with OpenVINO: a second INT8 artifact placed by NNCF the way OpenVINO runs fastest."""
     quantization = recipe.quantization
@@ -288,14 +298,12 @@ def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) 
                 OpenVINOConfig(name=f"{ov_int8[0]}-bf16", artifact=ov_int8[1], precision_hint="bf16")
             )
     if "quantized_mixed" in artifacts:
-        # Kept layers in BF16 where the CPU has it, else FP32; on the engine of the source artifact.
-        hint = "bf16" if machine.bf16 else "f32"
-        if mixed_source(artifacts) == "quantized_nncf" or ov_int8 is not None:
-            candidates.append(
-                OpenVINOConfig(name="ov-mixed", artifact="quantized_mixed", precision_hint=hint)
-            )
-        else:
-            candidates.append(OnnxRuntimeConfig(name="ort-mixed", artifact="quantized_mixed"))
+        # On the engine of the source artifact (the run may move it to the INT8 engine measured
+        # fastest: stages/mixed_source.py).
+        source = mixed_source(artifacts)
+        # OpenVINO's when two engines run it (quantizer nncf: ORT and OpenVINO on `quantized`).
+        int8_engine = [c for c in candidates if getattr(c, "artifact", None) == source][-1]
+        candidates.append(mixed_candidate(int8_engine, machine))
     # AOTInductor FP32 is not a default candidate: cold, the build stage took 42 s with it on
     # ResNet-50 (its compile 37 s) and 2 s without it, and in every ranking measured
     # (ResNet-50, MobileNetV3-L at 1 and 2 threads, this project's AVX2 EPYC) it came last, at

@@ -206,3 +206,23 @@ def exported_cnn(tmp_path_factory):
         external_data=None,
     ).path
     return path, model, resolver
+
+
+@pytest.fixture
+def fake_probe(monkeypatch):
+    """Install a fake latency probe (no timing): each engine's ms from the test's table, so that
+    which candidate is fastest is the test's choice, not this machine's. `install(table, default)`
+    returns the list of label lists probed so far."""
+    import optcli.stages.target as target_stage
+
+    probed: list[list[str]] = []
+
+    def install(table: dict[str, float], default: float) -> list[list[str]]:
+        def probe(engines, feeds, batch):
+            probed.append([e.label for e in engines])
+            return {e.label: table.get(e.label, default) for e in engines}
+
+        monkeypatch.setattr(target_stage, "probe_latency", probe)
+        return probed
+
+    return install

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import optcli.stages.target as target_stage
 from optcli.console import SilentUI
 from optcli.fastest_first import validate_fastest_first
 from optcli.pipeline import run_recipe
@@ -95,21 +94,6 @@ OUTLIER = """model:
     - {name: x, shape: [batch, 16]}"""
 
 
-@pytest.fixture
-def fake_probe(monkeypatch):
-    """A fake latency probe with chosen values, so that the order is the test's, not the machine's:
-    INT8 fastest, FP32 next, everything else (OpenVINO, mixed) twice FP32."""
-    probed: list[list[str]] = []
-    chosen = {"ort-int8": 1.0, "ort-fp32": 1.2}
-
-    def probe(engines, feeds, batch):
-        probed.append([e.label for e in engines])
-        return {e.label: chosen.get(e.label, 2.4) for e in engines}
-
-    monkeypatch.setattr(target_stage, "probe_latency", probe)
-    return probed
-
-
 def run(path, tmp_path, name, *overrides):
     recipe = load_recipe(path, ["target=cpu", *overrides])
     return run_recipe(recipe, tmp_path / name, SilentUI()).to_dict()
@@ -120,8 +104,10 @@ def test_real_run_prunes_the_slower_candidates_and_the_cache_keeps_it_while_it_h
 ):
     """Real ORT (and OpenVINO where installed) engines on the outlier MLP, whose per-tensor INT8
     fails the worst-sample gate: INT8 is validated first and fails, FP32 passes, and the
-    candidates probed at 2x FP32 are neither validated nor benchmarked."""
+    candidates probed at 2x FP32 are neither validated nor benchmarked (a fake probe sets the
+    order: INT8 fastest, FP32 next, every other candidate twice FP32)."""
     pytest.importorskip("openvino")  # its candidates are the slower ones here
+    probed = fake_probe({"ort-int8": 1.0, "ort-fp32": 1.2}, 2.4)
     path = write_recipe(
         model=OUTLIER,
         quantization="quantization: {precision: int8, calibration: {samples: 64}, mixed: {enabled: false}}",
@@ -147,18 +133,18 @@ def test_real_run_prunes_the_slower_candidates_and_the_cache_keeps_it_while_it_h
         assert not [g for g in report["gates"] if g["engine"] == label]  # no gate, so none can pass
     timed = {r["engine"] for r in report["benchmark"]["results"]}
     assert timed == {report["benchmark"]["baseline"], "ort-fp32"}  # the baseline and the one that passed
-    assert report["validation"]["probe_ms"]["ort-fp32"] == 1.2 and len(fake_probe) == 1
+    assert report["validation"]["probe_ms"]["ort-fp32"] == 1.2 and len(probed) == 1
 
     again = run(path, tmp_path, "again")  # the cache holds: no probe, the same pruning
-    assert len(fake_probe) == 1 and again["selection"]["chosen"] == "ort-fp32"
+    assert len(probed) == 1 and again["selection"]["chosen"] == "ort-fp32"
     assert {e["engine"] for e in again["validation"]["engines"] if e.get("pruned")} == slower
 
     # A gate FP32 fails too: the pruning no longer holds, so every candidate is validated again.
     strict = run(path, tmp_path, "strict", "validate.gates={cosine_min: '>= 1.1'}")
-    assert len(fake_probe) == 2 and strict["selection"]["chosen"] is None
+    assert len(probed) == 2 and strict["selection"]["chosen"] is None
     assert not [e for e in strict["validation"]["engines"] if e.get("pruned")]
     assert {g["engine"] for g in strict["gates"] if g["name"] == "validate.cosine_min"} == set(rows)
 
     # A wider ratio than the one that pruned: validated anew (2.0 < 3), nothing pruned at 3.
     wide = run(path, tmp_path, "wide", "validate.prune_ratio=3")
-    assert len(fake_probe) == 3 and not [e for e in wide["validation"]["engines"] if e.get("pruned")]
+    assert len(probed) == 3 and not [e for e in wide["validation"]["engines"] if e.get("pruned")]

@@ -44,12 +44,19 @@ def quantize_nncf_by_hand(src: Path, samples: list[dict[str, np.ndarray]], trans
 
 
 def convert_from_torch(model: Any, sample: dict[str, np.ndarray], input_names: list[str]) -> Any:
-    """`ov.convert_model` of the PyTorch model itself (no ONNX in between), OpenVINO's defaults."""
+    """`ov.convert_model` of the PyTorch model itself (no ONNX in between), OpenVINO's defaults.
+    Where its TorchScript trace fails (ViT-B/16 in OpenVINO 2026.x: "Tracing failed sanity checks"),
+    the torch.export program instead, which convert_model also takes."""
     import openvino as ov
     import torch
 
     example = tuple(torch.from_numpy(sample[n]) for n in input_names)
-    return ov.convert_model(model, example_input=example[0] if len(example) == 1 else example)
+    try:
+        return ov.convert_model(model, example_input=example[0] if len(example) == 1 else example)
+    except Exception as exc:  # any trace failure: try the other front end
+        print(f"ov.convert_model(traced) failed ({type(exc).__name__}); converting torch.export's program")
+        with torch.no_grad():
+            return ov.convert_model(torch.export.export(model, example))
 
 
 def quantize_nncf_from_torch(

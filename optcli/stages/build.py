@@ -39,20 +39,7 @@ def build_stage(
     output_names: list[str],
     calibration_batches: Callable[[], Iterator[Batch]] | None,
 ) -> Built:
-    context = EngineContext(
-        artifacts={name: a.path for name, a in artifacts.items()},
-        precisions={name: a.precision for name, a in artifacts.items()},
-        torch_model=model.get,
-        input_names=[s.name for s in model_section.inputs],
-        output_names=output_names,
-        extras={
-            "inputs": model_section.inputs,
-            "dims": model_section.dims,
-            "work_dir": ctx.workspace.root,
-            "cache": ctx.cache,  # engines that compile (aoti) keep their packages here; off with --no-cache
-            "calibration_batches": calibration_batches or _no_calibration,
-        },
-    )
+    context = engine_context(ctx, artifacts, model, model_section, output_names, calibration_batches)
     engines: list[Engine] = [TorchEngine(baseline, context)]
     with ctx.stage("build") as record:
         engines += [create_engine(config, context) for config in configs]
@@ -66,6 +53,32 @@ def build_stage(
         descriptions = [describe(ctx, engine, artifacts, engine is engines[0]) for engine in engines]
         record.details = {"engines": labels}
     return Built(engines, descriptions)
+
+
+def engine_context(
+    ctx: StageContext,
+    artifacts: dict[str, Artifact],
+    model: LazyModel,
+    model_section,
+    output_names: list[str],
+    calibration_batches: Callable[[], Iterator[Batch]] | None = None,
+) -> EngineContext:
+    """What every engine builds from: the run's artifacts, the PyTorch model (loaded on first use)
+    and the recipe's inputs."""
+    return EngineContext(
+        artifacts={name: a.path for name, a in artifacts.items()},
+        precisions={name: a.precision for name, a in artifacts.items()},
+        torch_model=model.get,
+        input_names=[s.name for s in model_section.inputs],
+        output_names=output_names,
+        extras={
+            "inputs": model_section.inputs,
+            "dims": model_section.dims,
+            "work_dir": ctx.workspace.root,
+            "cache": ctx.cache,  # engines that compile (aoti) keep their packages here; off with --no-cache
+            "calibration_batches": calibration_batches or _no_calibration,
+        },
+    )
 
 
 def _no_calibration() -> Iterator[Batch]:

@@ -144,6 +144,9 @@ def _search(ctx: StageContext, inputs: MixedInputs, dst: Path, mixed) -> dict[st
     initial, failed = evaluate.margin(inputs.int8.path)
     int8_cosines = evaluate.sample_cosines
     details: dict[str, Any] = {"engine": label, "int8_artifact": inputs.int8.name, "initial_failed": failed}
+    # Where the stage's time goes: the tuning data's PyTorch reference and INT8's first judgement,
+    # the layer ranking, the trials, and the final artifact (the quantizer's re-quantization).
+    steps = details["step_seconds"] = {"initial": round(time.perf_counter() - started, 2)}
     if initial >= 0:
         return {
             **details,
@@ -156,6 +159,7 @@ def _search(ctx: StageContext, inputs: MixedInputs, dst: Path, mixed) -> dict[st
     layers = rank_layers(inputs.float_model.path, inputs.int8.path, ranked, names, budget)
     groups = candidate_groups(inputs.float_model.path, layers)
     ranking_s = round(time.perf_counter() - started, 2)
+    steps["ranking"] = round(ranking_s - steps["initial"], 2)
     result = search(
         groups,
         lambda nodes: evaluate.with_float(nodes)[0],
@@ -163,6 +167,7 @@ def _search(ctx: StageContext, inputs: MixedInputs, dst: Path, mixed) -> dict[st
         max_trials=mixed.max_trials,
         deadline=deadline,
     )
+    steps["trials"] = round(time.perf_counter() - started - ranking_s, 2)
     details.update(
         {
             "search": result.to_dict(),
@@ -177,7 +182,9 @@ def _search(ctx: StageContext, inputs: MixedInputs, dst: Path, mixed) -> dict[st
         details.update(status="not found", seconds=round(time.perf_counter() - started, 2))
         ctx.warn(f"mixed precision: no layer set within the budget makes {label} pass ({result.stopped_by})")
         return details
+    finish_started = time.perf_counter()
     details.update(_finish(ctx, inputs, evaluate, result.kept_float, dst, deadline))
+    steps["final_artifact"] = round(time.perf_counter() - finish_started, 2)
     details.update(status="found", seconds=round(time.perf_counter() - started, 2))
     return details
 
@@ -332,13 +339,12 @@ class _Evaluator:
         return margin(result, inputs.gates, inputs.own_gates)
 
 
-def mixed_inputs(recipe, plan, artifacts: dict[str, Artifact], calibration, tuning, output_names, sizes):
-    """The search's inputs from the plan: its mixed candidate, the INT8 artifact that candidate's
-    engine runs fastest, the float model both quantizers read."""
-    from optcli.plan import mixed_source
-
+def mixed_inputs(
+    recipe, plan, artifacts: dict[str, Artifact], calibration, tuning, output_names, sizes, source: str
+):
+    """The search's inputs from the plan: its mixed candidate, the INT8 artifact `source` it starts
+    from (stages/mixed_source.py), the float model both quantizers read."""
     engine = next(e for e in plan.engines if e.artifact == "quantized_mixed")
-    source = mixed_source(plan.artifacts)
     settings = recipe.quantization
     if source == "quantized_nncf":  # the settings nncf_stage quantized with
         settings = target_settings(settings)
