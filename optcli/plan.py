@@ -254,7 +254,8 @@ def mixed_candidate(int8_engine: EngineConfig, machine: Machine) -> EngineConfig
     """The mixed candidate that starts from `int8_engine`'s artifact: the same engine on the mixed
     artifact, its kept layers in BF16 where the CPU has it (OpenVINO's hint), else FP32."""
     name = {"onnxruntime": "ort", "openvino": "ov"}[int8_engine.engine] + "-mixed"
-    update: dict[str, Any] = {"name": name, "artifact": "quantized_mixed"}
+    # Not the INT8 engine's own gates: a recipe engine's speed gate is about that engine.
+    update: dict[str, Any] = {"name": name, "artifact": "quantized_mixed", "gates": {}}
     if "precision_hint" in type(int8_engine).model_fields:
         update["precision_hint"] = "bf16" if machine.bf16 else "f32"
     return int8_engine.model_copy(update=update)

@@ -112,12 +112,12 @@ OUTLIER = """model:
     - {name: x, shape: [batch, 16]}"""
 
 
-def mixed_recipe(write_recipe):
+def mixed_recipe(write_recipe, build: str = "build: []"):
     return write_recipe(
         model=OUTLIER,
         quantization="quantization: {precision: int8, calibration: {samples: 64}, mixed: {samples: 32}}",
         validate="validate: {samples: 96, batch_size: 32, gates: {cosine_min: '>= 0.9'}, prune_ratio: null}",
-        build="build: []",
+        build=build,
     )
 
 
@@ -170,7 +170,9 @@ def test_the_search_starts_from_the_int8_candidate_measured_fastest(write_recipe
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     probed = fake_probe({"ort-int8": 1.0, "ov-nncf-int8": 2.0}, 3.0)
-    recipe = load_recipe(mixed_recipe(write_recipe), ["target=cpu"])
+    # ort-int8 is the recipe's own engine here, as in recipes/vit-b16.yaml: it is measured too.
+    own = "build: [{name: ort-int8, engine: onnxruntime, artifact: quantized}]"
+    recipe = load_recipe(mixed_recipe(write_recipe, build=own), ["target=cpu"])
     report = run_recipe(recipe, tmp_path / "run", SilentUI()).to_dict()
     mixed = report["quantization"]["mixed_precision"]
     assert mixed["source"]["engine"] == "ort-int8" and mixed["source"]["artifact"] == "quantized"
@@ -211,6 +213,13 @@ def test_mixed_candidate_in_the_plan():
     off = parse_recipe(text.replace("{precision: int8}", "{precision: int8, mixed: {enabled: false}}"))
     assert not any("mixed" in label for label in configs(Machine(("avx2",), both), off))
     assert "quantize:mixed" in make_plan(recipe, Machine(("avx2",), both)).stages
+    # Moved onto a recipe's own INT8 engine, the mixed candidate leaves that engine's gates behind.
+    from optcli.backends.onnxruntime import OnnxRuntimeConfig
+    from optcli.plan import mixed_candidate
+
+    own = OnnxRuntimeConfig(name="int8", artifact="quantized", gates={"speedup": ">= 4"}, threads=1)
+    moved = mixed_candidate(own, Machine(("avx2",), both))
+    assert (moved.name, moved.artifact, moved.gates, moved.threads) == ("ort-mixed", "quantized_mixed", {}, 1)
 
 
 def test_layer_ranking_runs_on_the_samples_int8_gets_most_wrong():

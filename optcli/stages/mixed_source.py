@@ -23,6 +23,7 @@ from optcli.plan import Machine, Plan, mixed_candidate, mixed_source
 from optcli.stages.context import StageContext
 
 INT8_ARTIFACTS = ("quantized", "quantized_nncf")
+CPU_ENGINES = ("onnxruntime", "openvino")  # the engines mixed candidates run on (plan.mixed_candidate)
 
 
 @dataclass
@@ -48,7 +49,8 @@ def choose_mixed_source(
     """The fastest INT8 candidate by `probe` (the target's latency probe; None: the plan's choice),
     with the plan's mixed candidate moved onto its engine. `context`: the EngineContext the INT8
     candidates load from."""
-    int8 = [e for e in plan.runnable if e.origin == "target" and e.artifact in INT8_ARTIFACTS]
+    # The recipe's own engines count too (ResNet-50's and ViT-B/16's recipes build ort-int8).
+    int8 = [e for e in plan.runnable if e.artifact in INT8_ARTIFACTS and e.config.engine in CPU_ENGINES]
     planned = mixed_source(plan.artifacts)
     if probe is None or len(int8) < 2:
         chosen = next((e for e in reversed(int8) if e.artifact == planned), None)
