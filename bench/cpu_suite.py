@@ -6,7 +6,8 @@ statistics: optcli/examples/vision.py) and the real all-MiniLM-L6-v2 sentence en
 
   eager-fp32         PyTorch eager FP32: the baseline
   torch-compile-*    torch.compile (inductor, default mode), bf16 autocast if faster than fp32
-  ort-int8-byhand    onnxruntime.quantization.quantize_static with its defaults (QDQ, U8S8, MinMax)
+  ort-int8-byhand    onnxruntime.quantization: quant_pre_process (the docs' recommended first
+                     step), then quantize_static with its defaults (QDQ, U8S8, MinMax)
                      plus per_channel=True, on optcli's exported ONNX, run with ORT's CPU provider
   ov-nncf-byhand     OpenVINO's reader on the exported ONNX, nncf.quantize (model_type transformer
                      for the transformers), compiled for the CPU with default options

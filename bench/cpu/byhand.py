@@ -11,8 +11,12 @@ import numpy as np
 
 
 def quantize_ort_by_hand(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]) -> None:
-    """What the ORT docs show: quantize_static with its defaults, per_channel=True."""
+    """What the ORT docs show: their pre-processing (quant_pre_process: symbolic shape inference
+    and ORT's graph optimizations), then quantize_static with its defaults, per_channel=True.
+    Without the pre-processing, ORT 1.32 could not load the quantize_static output of the
+    dynamo-exported ViT-B/16 and MiniLM ("Attempt to replace the existing tensor")."""
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from optcli.quiet import quiet_loggers  # ORT's "consider pre-processing" warning on the root logger
 
@@ -24,8 +28,11 @@ def quantize_ort_by_hand(src: Path, dst: Path, calibration: list[dict[str, np.nd
             return next(self.items, None)
 
     # Defaults: QDQ format, QUInt8 activations, QInt8 weights, MinMax, every op type ORT can quantize.
+    prepared = dst.with_name(dst.stem + "-pre.onnx")
     with contextlib.redirect_stdout(io.StringIO()), quiet_loggers(""):
-        quantize_static(str(src), str(dst), Reader(), per_channel=True)
+        quant_pre_process(str(src), str(prepared))
+        quantize_static(str(prepared), str(dst), Reader(), per_channel=True)
+    prepared.unlink()
 
 
 def quantize_nncf_by_hand(src: Path, samples: list[dict[str, np.ndarray]], transformer: bool) -> Any:

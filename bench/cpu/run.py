@@ -96,7 +96,7 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, threads: int | None) ->
     exported = run_dir / "exported.onnx"
     transformer = looks_like_transformer(load_model(exported, load_external_data=False))
 
-    log(f"{spec.name}: by-hand ORT quantize_static ({len(calib_samples)} samples)")
+    log(f"{spec.name}: by-hand ORT quant_pre_process + quantize_static ({len(calib_samples)} samples)")
     t = time.perf_counter()
     ort_path = run_dir / "byhand-ort-int8.onnx"
     quantize_ort_by_hand(exported, ort_path, calib)
@@ -119,7 +119,11 @@ def run_model(spec: ModelSpec, args: argparse.Namespace, threads: int | None) ->
     try:
         candidates.append(
             ort_candidate(
-                "ort-int8-byhand", ort_path, threads, feeds, "quantize_static defaults, per-channel"
+                "ort-int8-byhand",
+                ort_path,
+                threads,
+                feeds,
+                "pre-processed, quantize_static defaults, per-channel",
             )
         )
     except Exception as exc:  # a peer ORT cannot load is that peer's result, not the suite's end
