@@ -206,10 +206,15 @@ class VirtualClock:
         return self.now
 
 
+class FakeThreadedConfig(EngineConfig):
+    threads: int | None = 1
+
+
 class FakeTimedEngine(Engine):
     """A fake engine with controlled latency: each run takes `ms` on the clock. `bimodal_passes`:
     for that many measurement passes (one bind each) runs alternate between the two `modes` (ms),
-    so each round's median sits between them and no interval can be narrow."""
+    so each round's median sits between them and no interval can be narrow. `threads`: what its
+    config says it runs (one, unless a test says otherwise)."""
 
     def __init__(
         self,
@@ -218,8 +223,10 @@ class FakeTimedEngine(Engine):
         ms: float,
         bimodal_passes: int = 0,
         modes: tuple[float, float] = (1.0, 9.0),
+        threads: int | None = 1,
     ) -> None:
-        super().__init__(EngineConfig(name=name), EngineContext({}, {}, lambda: None, ["x"], ["y"]))
+        config = FakeThreadedConfig(name=name, threads=threads)
+        super().__init__(config, EngineContext({}, {}, lambda: None, ["x"], ["y"]))
         self.clock, self.ms, self.bimodal_passes, self.binds, self.calls = clock, ms, bimodal_passes, 0, 0
         self.modes = modes
 
@@ -269,6 +276,21 @@ def test_slow_engines_get_no_untimed_rewarm_runs_before_their_slices(monkeypatch
     assert fast.calls == 3 + 4 * 2 + 8  # warm-up, two re-warm runs per slice, timed runs
     assert slow.calls == 3 + 8  # a 60 ms call is past REWARM_MS: its slices start timed
     assert measure.rewarm_runs(2, 15.0) == 1 and measure.rewarm_runs(2, 0.1) == 2
+
+
+def test_with_several_threads_every_slice_starts_with_an_untimed_call(monkeypatch):
+    """Engines on more than one thread leave spinning workers behind (ONNX Runtime): the next
+    engine's first call is not timed, however long it takes. One engine alone needs none."""
+    clock = VirtualClock()
+    monkeypatch.setattr(measure, "time", clock)
+    slow = FakeTimedEngine("fake-slow", clock, 60.0, threads=2).load()
+    other = FakeTimedEngine("fake-other", clock, 60.0, threads=2).load()
+    schedule = Schedule(rounds=4, warmup=3, iterations=8, time_budget_s=None)
+    measure.measure_pass([slow, other], {}, 1, schedule, Timings())
+    assert slow.calls == other.calls == 3 + 4 * 1 + 8  # warm-up, one untimed call per slice, timed
+    alone = FakeTimedEngine("fake-alone", clock, 60.0, threads=2).load()
+    measure.measure_pass([alone], {}, 1, schedule, Timings())
+    assert alone.calls == 3 + 8
 
 
 def test_inconclusive_gate_is_remeasured_with_the_baseline_only(tmp_path, monkeypatch):
