@@ -10,7 +10,8 @@ from optcli.benchmarking.measure import Schedule, Timings, measure_pass
 from optcli.calibration import Batch
 
 # 5 interleaved slices of at least 20 ms each (one run, for calls longer than that), after 2
-# untimed runs: about 7 calls for ResNet-50, enough to tell apart engines 1.5x apart.
+# untimed runs: about 7 calls for ResNet-50, enough to tell apart engines 1.5x apart. With engines on
+# several threads each slice also starts with an untimed call (measure.SPIN_REWARM_RUNS).
 PROBE = Schedule(rounds=5, warmup=2, iterations=5, time_budget_s=None, min_time_s=0.1)
 
 
