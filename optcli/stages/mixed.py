@@ -27,7 +27,6 @@ from optcli.onnx_io import load_model, save_model
 from optcli.quantization import QUANTIZERS
 from optcli.quantization.calibrator import CalibrationCache
 from optcli.quantization.mixed_precision import keep_float, margin, rank_layers, search
-from optcli.quantization.nncf_onnx import target_settings
 from optcli.quantization.selectors import module_path
 from optcli.quantization.summary import artifact_precision
 from optcli.stages.cached import restore, store
@@ -337,27 +336,3 @@ class _Evaluator:
             classification=classes.result() if classes.samples else {},
         )
         return margin(result, inputs.gates, inputs.own_gates)
-
-
-def mixed_inputs(
-    recipe, plan, artifacts: dict[str, Artifact], calibration, tuning, output_names, sizes, source: str
-):
-    """The search's inputs from the plan: its mixed candidate, the INT8 artifact `source` it starts
-    from (stages/mixed_source.py), the float model both quantizers read."""
-    engine = next(e for e in plan.engines if e.artifact == "quantized_mixed")
-    settings = recipe.quantization
-    if source == "quantized_nncf":  # the settings nncf_stage quantized with
-        settings = target_settings(settings)
-    float_model = artifacts.get("optimized") or artifacts["exported"]
-    return MixedInputs(
-        settings=settings,
-        int8=artifacts[source],
-        float_model=float_model,
-        engine=engine.config,
-        gates=dict(recipe.validate_.gates),
-        own_gates={},
-        calibration=calibration,
-        tuning=tuning,
-        output_names=output_names,
-        sizes=sizes,
-    )

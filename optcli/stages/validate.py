@@ -227,10 +227,10 @@ def _measure(
     index = {e.label: i for i, e in enumerate(candidates)}
     stop = judging.stop_gates() if judging is not None else None
     results: dict[str, EngineValidation] = {}
-    passes: list[dict[str, Any]] = []  # the baseline's stats, from the first pass
+    first_stats: list[dict[str, Any]] = []  # the baseline's stats, from the first pass over the data
 
     def validate(labels: list[str]) -> set[str]:
-        if not passes:
+        if not first_stats:
             batches: Any = tracked()
         elif baseline.complete:
             batches = baseline.batches
@@ -252,7 +252,7 @@ def _measure(
             )
         finally:
             progress.close()
-        passes.append(baseline_stats)
+        first_stats.append(baseline_stats)
         results.update({r.engine: r for r in done})
         if judging is None:
             return set()
@@ -269,7 +269,7 @@ def _measure(
             results[label] = EngineValidation(engine=label, precision=engine.precision, pruned=why.to_dict())
     else:
         validate([e.label for e in candidates])
-    baseline_stats = passes[0]
+    baseline_stats = first_stats[0]
     if skip and baseline_stats["samples"] < judged:
         raise too_few_samples(skip + baseline_stats["samples"], skip, judged)
     return [results[e.label] for e in candidates], baseline_stats, counts, probe_ms
