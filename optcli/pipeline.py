@@ -30,8 +30,8 @@ from optcli.stages.build import Built, build_stage, engine_context
 from optcli.stages.context import UI, StageContext
 from optcli.stages.data import LazyModel, RunData, open_data
 from optcli.stages.keys import model_fingerprint
-from optcli.stages.mixed import mixed_stage
-from optcli.stages.mixed_source import choose_mixed_source, mixed_inputs
+from optcli.stages.mixed import mixed_inputs, mixed_stage
+from optcli.stages.mixed_source import choose_mixed_source
 from optcli.stages.model import export_stage, passes_stage
 from optcli.stages.preflight import check_class_output, check_id_ranges, preflight
 from optcli.stages.quantize import calibration_sha256, nncf_stage, quantize_stage

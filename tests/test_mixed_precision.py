@@ -223,12 +223,12 @@ def test_mixed_candidate_in_the_plan():
 
 
 def test_layer_ranking_runs_on_the_samples_int8_gets_most_wrong():
-    from optcli.stages.mixed import _sample_cosines, worst_samples
+    from optcli.quantization.mixed_precision import sample_cosines, worst_samples
 
     batches = [{"x": np.arange(3, dtype=np.float32)[:, None] + [[0.0]]}, {"x": np.array([[3.0], [4.0]])}]
     reference = [np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])]
     produced = [np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])]  # cosines 1, 0, 0.707
-    cosines = [*_sample_cosines(reference, produced), 0.5, float("nan")]
+    cosines = [*sample_cosines(reference, produced), 0.5, float("nan")]
     assert cosines[:3] == pytest.approx([1.0, 0.0, 2**-0.5])
     (picked,) = worst_samples(batches, cosines, 3)
     assert picked["x"][:, 0].tolist() == [1.0, 3.0, 4.0]  # NaN (non-finite) first, kept in stream order

@@ -253,3 +253,28 @@ def search(
         if keep:
             result.kept_float, result.margin = fewer, value
     return result
+
+
+def worst_samples(batches: list[dict[str, np.ndarray]], cosines: list[float], count: int) -> list[dict]:
+    """The `count` samples with the lowest cosine, as one batch (inputs are batch-first). The layer
+    ranking runs one model pass per layer over them: on the samples that fail a worst-sample gate it
+    ranks what breaks them, at a fraction of the cost of more samples (ResNet-50, ~120 layers, 2
+    cores: 0.29 s a pass on 2 samples, 0.38 s on 4, so ~0.2 s of a pass does not depend on the samples)."""
+    import numpy as np
+
+    names = list(batches[0])
+    samples = [{n: b[n][i : i + 1] for n in names} for b in batches for i in range(len(b[names[0]]))]
+    # A non-finite output (NaN cosine) is the worst there is.
+    order = sorted(range(len(samples)), key=lambda i: np.nan_to_num(cosines[i], nan=-np.inf))[:count]
+    return [{n: np.concatenate([samples[i][n] for i in sorted(order)]) for n in names}]
+
+
+def sample_cosines(reference: list[np.ndarray], produced: list[np.ndarray]) -> list[float]:
+    """Per sample of one batch: the cosine between all its outputs, flattened, and the reference's."""
+    import numpy as np
+
+    count = len(reference[0])
+    ref = np.concatenate([np.asarray(r, np.float64).reshape(count, -1) for r in reference], axis=1)
+    out = np.concatenate([np.asarray(o, np.float64).reshape(count, -1) for o in produced], axis=1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    return list((ref * out).sum(axis=1) / np.maximum(norms, 1e-30))

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from optcli.artifacts import Artifact
@@ -26,7 +25,15 @@ from optcli.metrics import ClassAccumulator, OutputAccumulator, summarize
 from optcli.onnx_io import load_model, save_model
 from optcli.quantization import QUANTIZERS
 from optcli.quantization.calibrator import CalibrationCache
-from optcli.quantization.mixed_precision import keep_float, margin, rank_layers, search
+from optcli.quantization.mixed_precision import (
+    keep_float,
+    margin,
+    rank_layers,
+    sample_cosines,
+    search,
+    worst_samples,
+)
+from optcli.quantization.nncf_onnx import target_settings
 from optcli.quantization.selectors import module_path
 from optcli.quantization.summary import artifact_precision
 from optcli.stages.cached import restore, store
@@ -264,27 +271,6 @@ def _write_patch(ctx: StageContext, patch: dict[str, Any], label: str, requantiz
     )
 
 
-def worst_samples(batches: list[dict[str, np.ndarray]], cosines: list[float], count: int) -> list[dict]:
-    """The `count` samples with the lowest cosine, as one batch (inputs are batch-first). The layer
-    ranking runs one model pass per layer over them: on the samples that fail a worst-sample gate it
-    ranks what breaks them, at a fraction of the cost of more samples (ResNet-50, ~120 layers, 2
-    cores: 0.29 s a pass on 2 samples, 0.38 s on 4, so ~0.2 s of a pass does not depend on the samples)."""
-    names = list(batches[0])
-    samples = [{n: b[n][i : i + 1] for n in names} for b in batches for i in range(len(b[names[0]]))]
-    # A non-finite output (NaN cosine) is the worst there is.
-    order = sorted(range(len(samples)), key=lambda i: np.nan_to_num(cosines[i], nan=-np.inf))[:count]
-    return [{n: np.concatenate([samples[i][n] for i in sorted(order)]) for n in names}]
-
-
-def _sample_cosines(reference: list[np.ndarray], produced: list[np.ndarray]) -> list[float]:
-    """Per sample of one batch: the cosine between all its outputs, flattened, and the reference's."""
-    count = len(reference[0])
-    ref = np.concatenate([np.asarray(r, np.float64).reshape(count, -1) for r in reference], axis=1)
-    out = np.concatenate([np.asarray(o, np.float64).reshape(count, -1) for o in produced], axis=1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    return list((ref * out).sum(axis=1) / np.maximum(norms, 1e-30))
-
-
 class _Evaluator:
     """Runs a model on the candidate's engine over the tuning samples; returns its gate margin
     (and keeps the last model's per-sample output cosines)."""
@@ -322,7 +308,7 @@ class _Evaluator:
         with create_engine(config, context) as engine:
             for batch, reference in zip(self.data.batches, self.data.reference):
                 produced = engine.run(batch)
-                self.sample_cosines += _sample_cosines(reference, produced)
+                self.sample_cosines += sample_cosines(reference, produced)
                 for acc, ref, out in zip(outputs, reference, produced):
                     acc.update(ref, out)
                 if index < len(reference) and reference[index].ndim == 2 and reference[index].shape[1] > 1:
@@ -336,3 +322,27 @@ class _Evaluator:
             classification=classes.result() if classes.samples else {},
         )
         return margin(result, inputs.gates, inputs.own_gates)
+
+
+def mixed_inputs(
+    recipe, plan, artifacts: dict[str, Artifact], calibration, tuning, output_names, sizes, source: str
+):
+    """The search's inputs from the plan: its mixed candidate, the INT8 artifact `source` it starts
+    from (stages/mixed_source.py), the float model both quantizers read."""
+    engine = next(e for e in plan.engines if e.artifact == "quantized_mixed")
+    settings = recipe.quantization
+    if source == "quantized_nncf":  # the settings nncf_stage quantized with
+        settings = target_settings(settings)
+    float_model = artifacts.get("optimized") or artifacts["exported"]
+    return MixedInputs(
+        settings=settings,
+        int8=artifacts[source],
+        float_model=float_model,
+        engine=engine.config,
+        gates=dict(recipe.validate_.gates),
+        own_gates={},
+        calibration=calibration,
+        tuning=tuning,
+        output_names=output_names,
+        sizes=sizes,
+    )

@@ -9,7 +9,7 @@ Runtime INT8. ViT-B/16 went the other way: 774 ms and 436 ms. There the plan's f
 quantizers, the INT8 candidates are loaded and timed by the target's latency probe, and the
 fastest one's engine and artifact are the search's. The choice is cached per machine (CPU,
 artifacts, engine settings), so a rerun neither probes again nor flips between two close engines.
-`mixed_inputs` then gathers what the search needs from that choice.
+`stages.mixed.mixed_inputs` then gathers what the search needs from that choice.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from optcli.artifacts import Artifact
 from optcli.backends import create_engine
 from optcli.cache import make_key
 from optcli.plan import Machine, Plan, mixed_candidate, mixed_source
-from optcli.quantization.nncf_onnx import target_settings
 from optcli.stages.context import StageContext
-from optcli.stages.mixed import MixedInputs
 
 INT8_ARTIFACTS = ("quantized", "quantized_nncf")
 CPU_ENGINES = ("onnxruntime", "openvino")  # the engines mixed candidates run on (plan.mixed_candidate)
@@ -89,27 +87,3 @@ def choose_mixed_source(
         if planned.artifact == "quantized_mixed":
             planned.config = mixed_candidate(chosen.config, machine)
     return source
-
-
-def mixed_inputs(
-    recipe, plan, artifacts: dict[str, Artifact], calibration, tuning, output_names, sizes, source: str
-):
-    """The search's inputs from the plan: its mixed candidate, the INT8 artifact `source` it starts
-    from (stages/mixed_source.py), the float model both quantizers read."""
-    engine = next(e for e in plan.engines if e.artifact == "quantized_mixed")
-    settings = recipe.quantization
-    if source == "quantized_nncf":  # the settings nncf_stage quantized with
-        settings = target_settings(settings)
-    float_model = artifacts.get("optimized") or artifacts["exported"]
-    return MixedInputs(
-        settings=settings,
-        int8=artifacts[source],
-        float_model=float_model,
-        engine=engine.config,
-        gates=dict(recipe.validate_.gates),
-        own_gates={},
-        calibration=calibration,
-        tuning=tuning,
-        output_names=output_names,
-        sizes=sizes,
-    )
