@@ -275,7 +275,6 @@ def wants_nncf_artifact(recipe: Recipe, machine: Machine) -> bool:
 
 def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) -> list[EngineConfig]:
     """Engine configs for the CPU target, in the order they are tried."""
-    from optcli.backends.aoti_engine import AotiConfig
     from optcli.backends.onnxruntime import OnnxRuntimeConfig
     from optcli.backends.openvino_engine import OpenVINOConfig
 
@@ -305,13 +304,13 @@ def cpu_candidates(recipe: Recipe, machine: Machine, artifacts: dict[str, str]) 
         # OpenVINO's when two engines run it (quantizer nncf: ORT and OpenVINO on `quantized`).
         int8_engine = [c for c in candidates if getattr(c, "artifact", None) == source][-1]
         candidates.append(mixed_candidate(int8_engine, machine))
-    # AOTInductor FP32 is not a default candidate: cold, the build stage took 42 s with it on
-    # ResNet-50 (its compile 37 s) and 2 s without it, and in every ranking measured
-    # (ResNet-50, MobileNetV3-L at 1 and 2 threads, this project's AVX2 EPYC) it came last, at
-    # 1.6-2.8x ORT FP32's p50 (bench/results-cpu.md). List `{engine: aoti}` under build: to rank
-    # it too. BF16 (unmeasured here) stays on BF16 CPUs.
-    if machine.bf16:
-        candidates.append(AotiConfig(name="aoti-bf16", dtype="bfloat16"))
+    # AOTInductor is not a default candidate. FP32: cold, the build stage took 42 s with it on
+    # ResNet-50 (its compile 37 s) and 2 s without it, and in every ranking measured (ResNet-50,
+    # MobileNetV3-L at 1 and 2 threads, this project's AVX2 EPYC) it came last, at 1.6-2.8x ORT
+    # FP32's p50 (bench/results-cpu.md). BF16, on a 2-core AMX Xeon at 1 thread (ResNet-50,
+    # interleaved, two passes): its compile took 64 s of a 180 s run, and it ran 46-48 ms p50
+    # against OpenVINO BF16's 13.1-13.4 ms on the same CPU. List `{engine: aoti}` under build: to
+    # rank it too.
     return candidates
 
 

@@ -391,3 +391,41 @@ def test_run_exits_1_on_an_undecidable_speed_gate_unless_the_recipe_allows_it(mo
     assert report["verdict"] == "inconclusive"
     (gate,) = [g for g in report["gates"] if g["name"] == "benchmark.speedup"]
     assert (gate["status"], gate["passed"]) == ("inconclusive", True)
+
+
+class FakeBurstyEngine(FakeTimedEngine):
+    """A fake engine whose calls take `burst_ms` instead of `ms` while `burst` says so: a stand-in
+    for other load on a shared machine, hitting whichever engine runs at the time."""
+
+    def __init__(self, name: str, clock: VirtualClock, ms: float, burst: dict[str, bool], burst_ms: float):
+        super().__init__(name, clock, ms)
+        self.burst, self.burst_ms = burst, burst_ms
+
+    def _run_impl(self, feeds):
+        self.calls += 1
+        self.clock.now += (self.burst_ms if self.burst["on"] else self.ms) / 1000
+        return []
+
+
+def test_latency_probe_is_not_moved_by_a_burst_of_load_over_a_few_slices(monkeypatch):
+    from optcli.benchmarking import probe
+
+    clock = VirtualClock()
+    monkeypatch.setattr(measure, "time", clock)
+    burst = {"on": False}
+    fast = FakeBurstyEngine("fake-fast", clock, 10.0, burst, 20.0).load()
+    slow = FakeBurstyEngine("fake-slow", clock, 14.0, burst, 28.0).load()
+    slices = {"n": 0}
+
+    def load_comes_and_goes(engine, bound, count):
+        # Load doubles every call in the fast engine's slices 2-5 (of 5) and the slow one's 2-3.
+        slices["n"] += 1
+        burst["on"] = slices["n"] in (5, 6, 7, 8, 9, 11)
+        for _ in range(count):
+            engine.run_bound(bound)
+
+    monkeypatch.setattr(measure, "_runs", load_comes_and_goes)
+    probe_ms = probe.probe_latency([fast, slow], {}, 1)
+    # A median of all calls would make the fast engine 20 ms here and the slow one 14: 1.43x apart
+    # the wrong way round.
+    assert probe_ms == {"fake-fast": 10.0, "fake-slow": 14.0}
